@@ -28,3 +28,5 @@ pub use network::{Census, Network, NetworkError, NetworkProblem, Relation};
 pub use node::{BadNodeId, Node, NodeId, NodeIx, NodeKind};
 pub use source::{Located, Location, Problems, SourceText};
 pub use vocabulary::{EndpointKind, Kbps, Plane, Tier, UnknownWord, Zone, ZoneRef};
+pub mod plan;
+pub use plan::{Allocation, Plan, PlanProblem, PlaneLayout};
