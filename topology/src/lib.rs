@@ -30,3 +30,5 @@ pub use source::{Located, Location, Problems, SourceText};
 pub use vocabulary::{EndpointKind, Kbps, Plane, Tier, UnknownWord, Zone, ZoneRef};
 pub mod plan;
 pub use plan::{Allocation, Plan, PlanProblem, PlaneLayout};
+pub mod policy;
+pub use policy::{Policy, PolicyProblem};

@@ -1,0 +1,872 @@
+//! The zone policy: allow rules between zones, the invariants no rule can break, and the
+//! policy's own tests.
+//!
+//! Default deny. A rule allows flows from one zone to another where the destination node
+//! stands in a given relation to the source (its scope), for a protocol and ports, and
+//! optionally only between given tiers. Three invariants are checked on every load,
+//! whatever the rules say: nothing crosses planes; city-area sites never reach each other;
+//! the public plane never reaches production. The only crossing between planes is a
+//! same-site soft-exchange gateway between the business and office planes, declared as
+//! such — an application relay, never a route.
+//!
+//! [`Policy::decide`] answers "can A, zone X reach B, zone Y on proto/port?" from the
+//! topology and the policy alone; see [`reach`].
+
+pub mod reach;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::network::{Network, Relation};
+use crate::node::{Node, NodeId};
+use crate::plan::Allocation;
+use crate::source::{Located, Location, Problems, SourceText};
+use crate::vocabulary::{Plane, Tier, Zone, ZoneRef, vocabulary};
+
+pub use reach::{Denial, Query, Verdict};
+
+/// The embedded national policy, also shipped as `topology/defaults/policy.toml`.
+pub const EMBEDDED_POLICY: &str = include_str!("../../defaults/policy.toml");
+
+vocabulary! {
+    /// How the destination node of a flow must stand to its source node.
+    Scope, "scope" {
+        /// The same node.
+        SameSite = "same-site",
+        /// The source's parent.
+        Parent = "parent",
+        /// One of the source's children.
+        Child = "child",
+        /// Any ancestor of the source, parent included.
+        AnyAncestor = "any-ancestor",
+        /// Any descendant of the source, children included.
+        AnyDescendant = "any-descendant",
+        /// Another child of the source's parent (lateral: use with care).
+        Sibling = "sibling",
+        /// Any node at all (lateral: use with care).
+        Any = "any",
+    }
+}
+
+impl Scope {
+    /// Whether a pair of nodes in `relation` is within this scope.
+    pub fn admits(self, relation: Relation) -> bool {
+        match self {
+            Scope::SameSite => relation == Relation::Same,
+            Scope::Parent => relation == Relation::Parent,
+            Scope::Child => relation == Relation::Child,
+            Scope::AnyAncestor => matches!(relation, Relation::Parent | Relation::Ancestor),
+            Scope::AnyDescendant => matches!(relation, Relation::Child | Relation::Descendant),
+            Scope::Sibling => relation == Relation::Sibling,
+            Scope::Any => true,
+        }
+    }
+
+    /// Whether the scope can join two different nodes of the same tier that are not in a
+    /// line of descent (two sites, two cities).
+    fn is_lateral(self) -> bool {
+        matches!(self, Scope::Sibling | Scope::Any)
+    }
+}
+
+vocabulary! {
+    /// A transport protocol of a rule or query.
+    Proto, "protocol" {
+        /// TCP.
+        Tcp = "tcp",
+        /// UDP.
+        Udp = "udp",
+        /// ICMP (no ports).
+        Icmp = "icmp",
+        /// Any protocol (rules only; no ports).
+        Any = "any",
+    }
+}
+
+impl Proto {
+    fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp)
+    }
+}
+
+/// A port or an inclusive range of ports: `443` or `"8000-8099"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port, inclusive.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `port` is in the range.
+    pub fn contains(self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("bad port or range `{s}` (expected 1–65535 or FIRST-LAST)");
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(bad)
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((first, last)) => (port(first)?, port(last)?),
+            None => (port(s)?, port(s)?),
+        };
+        if first > last {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(i64),
+            Text(String),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Number(n) => n.to_string(),
+            Written::Text(t) => t,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The protocol and ports of a rule, as `tcp/443,1414`, `icmp` or `any`.
+fn service_text(proto: Proto, ports: &[PortRange]) -> String {
+    if ports.is_empty() {
+        proto.to_string()
+    } else {
+        let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+        format!("{proto}/{}", ports.join(","))
+    }
+}
+
+/// Whether a rule's protocol and ports cover a query's.
+fn service_covers(proto: Proto, ports: &[PortRange], want: Proto, port: Option<u16>) -> bool {
+    let proto_ok = proto == Proto::Any || proto == want;
+    let port_ok = ports.is_empty() || port.is_some_and(|p| ports.iter().any(|r| r.contains(p)));
+    proto_ok && port_ok
+}
+
+/// An allow rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Its name, unique in the policy.
+    pub name: String,
+    /// Where it was written.
+    pub location: Location,
+    /// The source zone.
+    pub from: ZoneRef,
+    /// The destination zone.
+    pub to: ZoneRef,
+    /// The planes it applies on: those where both zones exist.
+    pub planes: Vec<Plane>,
+    /// How the destination must stand to the source.
+    pub scope: Scope,
+    /// Tiers the source must stand at; empty for any.
+    pub from_tiers: Vec<Tier>,
+    /// Tiers the destination must stand at; empty for any.
+    pub to_tiers: Vec<Tier>,
+    /// Protocol.
+    pub proto: Proto,
+    /// Ports; empty for all (and always for icmp and any).
+    pub ports: Vec<PortRange>,
+}
+
+impl Rule {
+    /// The protocol and ports, as `tcp/443,1414`.
+    pub fn service(&self) -> String {
+        service_text(self.proto, &self.ports)
+    }
+
+    /// Whether the rule covers a protocol and port.
+    pub fn covers(&self, proto: Proto, port: Option<u16>) -> bool {
+        service_covers(self.proto, &self.ports, proto, port)
+    }
+
+    /// Whether the tier filters admit this pair of nodes.
+    pub fn admits_tiers(&self, from: &Node, to: &Node) -> bool {
+        let admits = |tiers: &[Tier], node: &Node| {
+            tiers.is_empty() || tiers.iter().any(|&tier| node.stands_at(tier))
+        };
+        admits(&self.from_tiers, from) && admits(&self.to_tiers, to)
+    }
+
+    fn admits_tier(tiers: &[Tier], tier: Tier) -> bool {
+        tiers.is_empty() || tiers.contains(&tier)
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule '{}' ({})", self.name, self.location)
+    }
+}
+
+/// A soft-exchange gateway: the one sanctioned crossing between the business and office
+/// planes, an application relay at one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftExchange {
+    /// Its name.
+    pub name: String,
+    /// Where it was written.
+    pub location: Location,
+    /// The plane and zone data is relayed from.
+    pub from: (Plane, Zone),
+    /// The plane and zone data is relayed to.
+    pub to: (Plane, Zone),
+    /// Protocol of the relayed service.
+    pub proto: Proto,
+    /// Ports of the relayed service.
+    pub ports: Vec<PortRange>,
+}
+
+impl fmt::Display for SoftExchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "soft-exchange gateway '{}' ({})",
+            self.name, self.location
+        )
+    }
+}
+
+/// A node and a zone in a test or query: `dc:1401/exchange`, `dc:1401/public:exchange`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneEndpoint {
+    /// The node.
+    pub node: NodeId,
+    /// The zone, optionally with its plane.
+    pub zone: ZoneRef,
+}
+
+impl FromStr for ZoneEndpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (node, zone) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not NODE/ZONE (e.g. dc:1401/exchange)"))?;
+        Ok(ZoneEndpoint {
+            node: node.parse().map_err(|e: crate::BadNodeId| e.to_string())?,
+            zone: zone
+                .parse()
+                .map_err(|e: crate::UnknownWord| e.to_string())?,
+        })
+    }
+}
+
+impl fmt::Display for ZoneEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.zone)
+    }
+}
+
+impl<'de> Deserialize<'de> for ZoneEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+vocabulary! {
+    /// What a policy test expects.
+    Expect, "expectation" {
+        /// The flow must be allowed.
+        Allow = "allow",
+        /// The flow must be denied.
+        Deny = "deny",
+    }
+}
+
+/// A test the policy carries: a flow and whether it must pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyTest {
+    /// Its name.
+    pub name: String,
+    /// Where it was written.
+    pub location: Location,
+    /// Source node and zone.
+    pub from: ZoneEndpoint,
+    /// Destination node and zone.
+    pub to: ZoneEndpoint,
+    /// Protocol.
+    pub proto: Proto,
+    /// Port, for tcp and udp.
+    pub port: Option<u16>,
+    /// The expected outcome.
+    pub expect: Expect,
+}
+
+/// Why a policy was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyProblem {
+    /// Not TOML, or not the shape of a policy.
+    #[error("{0}")]
+    Syntax(String),
+    /// A version this build does not read.
+    #[error("policy version {0} is not supported (this build reads version 1)")]
+    Version(u32),
+    /// A name used twice.
+    #[error("{what} '{name}' is declared twice (first on line {first_line})")]
+    DuplicateName {
+        /// `rule`, `test` or `soft-exchange`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Line of the first declaration.
+        first_line: usize,
+    },
+    /// A zone written on a plane where it does not exist.
+    #[error("{what} '{name}': zone {zone} does not exist on the {plane} plane")]
+    ZoneNotOnPlane {
+        /// `rule` or `soft-exchange`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The zone.
+        zone: Zone,
+        /// The plane.
+        plane: Plane,
+    },
+    /// A rule between zones with no plane in common.
+    #[error(
+        "rule '{rule}' crosses planes: {from} → {to} (planes are never bridged; the only crossing is a [[soft-exchange]] gateway between business and office)"
+    )]
+    CrossesPlanes {
+        /// The rule.
+        rule: String,
+        /// Its source zone.
+        from: String,
+        /// Its destination zone.
+        to: String,
+    },
+    /// A rule that would let city-area sites reach each other.
+    #[error(
+        "rule '{rule}' lets city-area sites reach each other (scope {scope} with sites on both ends); sites never reach each other — restrict from-tiers or to-tiers"
+    )]
+    SitesReachEachOther {
+        /// The rule.
+        rule: String,
+        /// Its scope.
+        scope: Scope,
+    },
+    /// A rule or gateway from the public plane into production.
+    #[error("{what} '{name}' lets the public plane reach production, which it never may")]
+    PublicReachesProduction {
+        /// `rule` or `soft-exchange`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Ports on a protocol that has none.
+    #[error("{what} '{name}': ports apply only to tcp and udp, not {proto}")]
+    PortsWithoutProtocol {
+        /// `rule`, `soft-exchange` or `test`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The protocol.
+        proto: Proto,
+    },
+    /// A soft-exchange gateway that is not between the business and office planes.
+    #[error("soft-exchange '{name}': {why}")]
+    BadSoftExchange {
+        /// The name.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A test naming a node that does not exist.
+    #[error("test '{test}': no node {node} in the network")]
+    TestUnknownNode {
+        /// The test.
+        test: String,
+        /// The node.
+        node: NodeId,
+    },
+    /// A test whose flow did not get the expected verdict.
+    #[error("test '{test}' failed: {from} → {to} {service}: expected {expect}, but {got}")]
+    TestFailed {
+        /// The test.
+        test: String,
+        /// Source.
+        from: ZoneEndpoint,
+        /// Destination.
+        to: ZoneEndpoint,
+        /// Protocol and port.
+        service: String,
+        /// What the test expects.
+        expect: Expect,
+        /// The verdict, explained.
+        got: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PolicyFile {
+    version: Spanned<u32>,
+    #[serde(default)]
+    rules: Vec<Spanned<RuleFile>>,
+    #[serde(default)]
+    soft_exchange: Vec<Spanned<SoftExchangeFile>>,
+    #[serde(default)]
+    tests: Vec<Spanned<TestFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RuleFile {
+    name: String,
+    from: ZoneRef,
+    to: ZoneRef,
+    scope: Scope,
+    proto: Proto,
+    #[serde(default)]
+    ports: Vec<PortRange>,
+    #[serde(default)]
+    from_tiers: Vec<Tier>,
+    #[serde(default)]
+    to_tiers: Vec<Tier>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SoftExchangeFile {
+    name: String,
+    from: ZoneRef,
+    to: ZoneRef,
+    proto: Proto,
+    #[serde(default)]
+    ports: Vec<PortRange>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TestFile {
+    name: String,
+    from: ZoneEndpoint,
+    to: ZoneEndpoint,
+    proto: Proto,
+    port: Option<u16>,
+    expect: Expect,
+}
+
+/// A checked policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where it was read from.
+    pub origin: String,
+    rules: Vec<Rule>,
+    soft_exchanges: Vec<SoftExchange>,
+    tests: Vec<PolicyTest>,
+}
+
+impl Policy {
+    /// The embedded national policy, checked against its invariants (not yet its tests).
+    pub fn embedded() -> Result<Policy, Problems<PolicyProblem>> {
+        Policy::parse(&SourceText::new("embedded/policy.toml", EMBEDDED_POLICY))
+    }
+
+    /// Reads a policy and checks every rule against the invariants; reports every problem.
+    ///
+    /// The policy's own tests need the network and run in [`Policy::run_tests`];
+    /// [`Policy::load`] does both.
+    pub fn parse(source: &SourceText<'_>) -> Result<Policy, Problems<PolicyProblem>> {
+        let file: PolicyFile = source
+            .parse_toml()
+            .map_err(|e| Problems(vec![e.map(PolicyProblem::Syntax)]))?;
+        let mut problems = Vec::new();
+        if *file.version.get_ref() != 1 {
+            problems.push(Located {
+                location: source.locate_span(&file.version.span()),
+                value: PolicyProblem::Version(*file.version.get_ref()),
+            });
+        }
+        let mut names = Names::default();
+        let rules = file
+            .rules
+            .iter()
+            .filter_map(|entry| {
+                let location = source.locate_span(&entry.span());
+                let mut found = |value| {
+                    problems.push(Located {
+                        location: location.clone(),
+                        value,
+                    })
+                };
+                names.claim("rule", &entry.get_ref().name, location.line, &mut found);
+                check_rule(entry.get_ref(), location.clone(), &mut found)
+            })
+            .collect();
+        let soft_exchanges = file
+            .soft_exchange
+            .iter()
+            .filter_map(|entry| {
+                let location = source.locate_span(&entry.span());
+                let mut found = |value| {
+                    problems.push(Located {
+                        location: location.clone(),
+                        value,
+                    })
+                };
+                names.claim(
+                    "soft-exchange",
+                    &entry.get_ref().name,
+                    location.line,
+                    &mut found,
+                );
+                check_soft_exchange(entry.get_ref(), location.clone(), &mut found)
+            })
+            .collect();
+        let tests = file
+            .tests
+            .iter()
+            .filter_map(|entry| {
+                let location = source.locate_span(&entry.span());
+                let test = entry.get_ref();
+                let mut found = |value| {
+                    problems.push(Located {
+                        location: location.clone(),
+                        value,
+                    })
+                };
+                names.claim("test", &test.name, location.line, &mut found);
+                if test.port.is_some() && !test.proto.has_ports() {
+                    found(PolicyProblem::PortsWithoutProtocol {
+                        what: "test",
+                        name: test.name.clone(),
+                        proto: test.proto,
+                    });
+                    return None;
+                }
+                Some(PolicyTest {
+                    name: test.name.clone(),
+                    location,
+                    from: test.from,
+                    to: test.to,
+                    proto: test.proto,
+                    port: test.port,
+                    expect: test.expect,
+                })
+            })
+            .collect();
+        Problems(problems).into_result(Policy {
+            origin: source.name().to_string(),
+            rules,
+            soft_exchanges,
+            tests,
+        })
+    }
+
+    /// Reads a policy, checks its invariants, and runs its tests on the network.
+    pub fn load(
+        source: &SourceText<'_>,
+        network: &Network,
+        allocation: &Allocation,
+    ) -> Result<Policy, Problems<PolicyProblem>> {
+        let policy = Policy::parse(source)?;
+        policy.run_tests(network, allocation)?;
+        Ok(policy)
+    }
+
+    /// The allow rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The soft-exchange gateways.
+    pub fn soft_exchanges(&self) -> &[SoftExchange] {
+        &self.soft_exchanges
+    }
+
+    /// The policy's own tests.
+    pub fn tests(&self) -> &[PolicyTest] {
+        &self.tests
+    }
+
+    /// Runs the policy's tests; every failing test is reported with its line.
+    pub fn run_tests(
+        &self,
+        network: &Network,
+        allocation: &Allocation,
+    ) -> Result<(), Problems<PolicyProblem>> {
+        let mut problems = Vec::new();
+        for test in &self.tests {
+            let mut found = |value| {
+                problems.push(Located {
+                    location: test.location.clone(),
+                    value,
+                })
+            };
+            let (Some(from), Some(to)) = (
+                network.lookup(&test.from.node),
+                network.lookup(&test.to.node),
+            ) else {
+                let node = if network.lookup(&test.from.node).is_none() {
+                    test.from.node
+                } else {
+                    test.to.node
+                };
+                found(PolicyProblem::TestUnknownNode {
+                    test: test.name.clone(),
+                    node,
+                });
+                continue;
+            };
+            let query = Query::new(
+                from,
+                test.from.zone,
+                to,
+                test.to.zone,
+                test.proto,
+                test.port,
+            );
+            let verdict = self.decide(network, allocation, &query);
+            let allowed = matches!(verdict, Verdict::Allow(_));
+            if allowed != (test.expect == Expect::Allow) {
+                found(PolicyProblem::TestFailed {
+                    test: test.name.clone(),
+                    from: test.from,
+                    to: test.to,
+                    service: match test.port {
+                        Some(port) => format!("{}/{port}", test.proto),
+                        None => test.proto.to_string(),
+                    },
+                    expect: test.expect,
+                    got: verdict.explain(),
+                });
+            }
+        }
+        Problems(problems).into_result(())
+    }
+}
+
+/// Names seen so far, per kind, to refuse duplicates.
+#[derive(Default)]
+struct Names(HashMap<(&'static str, String), usize>);
+
+impl Names {
+    fn claim(
+        &mut self,
+        what: &'static str,
+        name: &str,
+        line: usize,
+        found: &mut impl FnMut(PolicyProblem),
+    ) {
+        if let Some(&first_line) = self.0.get(&(what, name.to_owned())) {
+            found(PolicyProblem::DuplicateName {
+                what,
+                name: name.to_owned(),
+                first_line,
+            });
+        } else {
+            self.0.insert((what, name.to_owned()), line);
+        }
+    }
+}
+
+/// A zone reference written with a plane must name a plane the zone exists on.
+fn check_zone_ref(
+    what: &'static str,
+    name: &str,
+    zone: ZoneRef,
+    found: &mut impl FnMut(PolicyProblem),
+) -> bool {
+    match zone.plane {
+        Some(plane) if !zone.zone.exists_on(plane) => {
+            found(PolicyProblem::ZoneNotOnPlane {
+                what,
+                name: name.to_owned(),
+                zone: zone.zone,
+                plane,
+            });
+            false
+        }
+        _ => true,
+    }
+}
+
+fn check_ports(
+    what: &'static str,
+    name: &str,
+    proto: Proto,
+    ports: &[PortRange],
+    found: &mut impl FnMut(PolicyProblem),
+) -> bool {
+    if !ports.is_empty() && !proto.has_ports() {
+        found(PolicyProblem::PortsWithoutProtocol {
+            what,
+            name: name.to_owned(),
+            proto,
+        });
+        return false;
+    }
+    true
+}
+
+/// Whether a zone reference reaches onto the public plane as a source.
+fn is_public_source(zone: ZoneRef) -> bool {
+    match zone.plane {
+        Some(plane) => plane == Plane::Public,
+        None => zone.zone.planes() == [Plane::Public],
+    }
+}
+
+/// Checks one rule against the invariants; returns it if it may stand.
+fn check_rule(
+    file: &RuleFile,
+    location: Location,
+    found: &mut impl FnMut(PolicyProblem),
+) -> Option<Rule> {
+    let name = &file.name;
+    let mut ok = check_zone_ref("rule", name, file.from, found);
+    ok &= check_zone_ref("rule", name, file.to, found);
+    ok &= check_ports("rule", name, file.proto, &file.ports, found);
+    let to_planes = file.to.planes();
+    let planes: Vec<Plane> = file
+        .from
+        .planes()
+        .into_iter()
+        .filter(|p| to_planes.contains(p))
+        .collect();
+    if ok && planes.is_empty() {
+        let qualified = |z: ZoneRef| match z.plane {
+            Some(_) => z.to_string(),
+            None => format!("{}:{}", z.zone.home_plane(), z.zone),
+        };
+        found(PolicyProblem::CrossesPlanes {
+            rule: name.clone(),
+            from: qualified(file.from),
+            to: qualified(file.to),
+        });
+        ok = false;
+    }
+    if file.to.zone == Zone::Production && is_public_source(file.from) {
+        found(PolicyProblem::PublicReachesProduction {
+            what: "rule",
+            name: name.clone(),
+        });
+        ok = false;
+    }
+    if file.scope.is_lateral()
+        && Rule::admits_tier(&file.from_tiers, Tier::Site)
+        && Rule::admits_tier(&file.to_tiers, Tier::Site)
+    {
+        found(PolicyProblem::SitesReachEachOther {
+            rule: name.clone(),
+            scope: file.scope,
+        });
+        ok = false;
+    }
+    ok.then(|| Rule {
+        name: name.clone(),
+        location,
+        from: file.from,
+        to: file.to,
+        planes,
+        scope: file.scope,
+        from_tiers: file.from_tiers.clone(),
+        to_tiers: file.to_tiers.clone(),
+        proto: file.proto,
+        ports: file.ports.clone(),
+    })
+}
+
+/// Checks a soft-exchange gateway: business exchange ⇄ office decision, nothing else.
+fn check_soft_exchange(
+    file: &SoftExchangeFile,
+    location: Location,
+    found: &mut impl FnMut(PolicyProblem),
+) -> Option<SoftExchange> {
+    let name = &file.name;
+    let mut ok = check_zone_ref("soft-exchange", name, file.from, found);
+    ok &= check_zone_ref("soft-exchange", name, file.to, found);
+    ok &= check_ports("soft-exchange", name, file.proto, &file.ports, found);
+    let from = (file.from.query_plane(), file.from.zone);
+    let to = (file.to.query_plane(), file.to.zone);
+    let bad = |why: String| PolicyProblem::BadSoftExchange {
+        name: name.clone(),
+        why,
+    };
+    let planes = [from.0, to.0];
+    if planes.contains(&Plane::Public) && to.1 == Zone::Production {
+        found(PolicyProblem::PublicReachesProduction {
+            what: "soft-exchange",
+            name: name.clone(),
+        });
+        ok = false;
+    } else if !(planes.contains(&Plane::Business) && planes.contains(&Plane::Office)) {
+        found(bad(format!(
+            "a soft exchange joins the business and office planes only, not {} and {}",
+            from.0, to.0
+        )));
+        ok = false;
+    } else {
+        let (business, office) = if from.0 == Plane::Business {
+            (from.1, to.1)
+        } else {
+            (to.1, from.1)
+        };
+        if business != Zone::Exchange || office != Zone::Decision {
+            found(bad(format!(
+                "a soft exchange relays between business:exchange and office:decision, not business:{business} and office:{office}"
+            )));
+            ok = false;
+        }
+    }
+    ok.then(|| SoftExchange {
+        name: name.clone(),
+        location,
+        from,
+        to,
+        proto: file.proto,
+        ports: file.ports.clone(),
+    })
+}
+
+impl SoftExchange {
+    /// Whether this gateway relays the given crossing and service.
+    pub fn relays(
+        &self,
+        from: (Plane, Zone),
+        to: (Plane, Zone),
+        proto: Proto,
+        port: Option<u16>,
+    ) -> bool {
+        self.from == from && self.to == to && service_covers(self.proto, &self.ports, proto, port)
+    }
+
+    /// The protocol and ports, as `tcp/443`.
+    pub fn service(&self) -> String {
+        service_text(self.proto, &self.ports)
+    }
+}
