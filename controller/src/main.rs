@@ -1,1 +1,78 @@
-fn main() {}
+//! `jinbao-controller`: the controller's command line.
+//!
+//! Today: the national model, IP plan and zone policy (`plan …`, `policy …`), answered from
+//! the embedded defaults or the files given with `--plan`, `--network` and `--policy`.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cli::{plan, policy};
+
+/// Jinbao WAN controller (金保工程 secure WAN).
+#[derive(Debug, Parser)]
+#[command(name = "jinbao-controller", version, about, long_about = None)]
+struct Cli {
+    /// IP plan file (default: the embedded national plan, topology/defaults/plan.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    /// Network file with link profiles, DR and endpoint sites (default: embedded).
+    #[arg(long, global = true, value_name = "FILE")]
+    network: Option<PathBuf>,
+    /// Zone policy file (default: the embedded national policy).
+    #[arg(long, global = true, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The IP plan: show it, export it, check device registrations against it.
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
+    /// The zone policy: check a policy file, query reachability, print the zone matrix.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let files = cli::model::Files {
+        plan: cli.plan,
+        network: cli.network,
+        policy: cli.policy,
+    };
+    let mut out = std::io::stdout().lock();
+    let outcome = match cli.command {
+        Command::Plan(command) => plan::run(command, &files, &mut out),
+        Command::Policy(command) => policy::run(command, &files, &mut out),
+    };
+    match outcome {
+        Ok(code) => code,
+        // The reader went away (`… | head`): nothing more to say.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

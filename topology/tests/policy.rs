@@ -342,7 +342,8 @@ fn queries_explain_allow_and_deny() {
     )
     .explain();
     assert!(
-        deny.contains("rule 'exchange-up'") && deny.contains("allows only tcp/443,1414"),
+        deny.contains("rule 'exchange-up'")
+            && deny.contains("does not apply: it allows only tcp/443,1414"),
         "{deny}"
     );
     let deny = decide(
@@ -354,7 +355,7 @@ fn queries_explain_allow_and_deny() {
     )
     .explain();
     assert!(
-        deny.contains("to a sibling") && deny.contains("has scope any-ancestor"),
+        deny.contains("to a sibling") && deny.contains("does not apply: its scope is any-ancestor"),
         "{deny}"
     );
     let deny = decide(

@@ -55,13 +55,25 @@ pub struct PlaneLayout {
     pub site: Option<u8>,
     /// Prefix length of a data centre's own block (and of a disaster-recovery site's).
     pub data_centre: u8,
-    /// Zone blocks inside a data-centre block.
+    /// Zone blocks inside a data-centre block, in address order.
     pub data_centre_zones: Vec<ZoneBlock>,
-    /// Zone blocks inside a site block.
+    /// Zone blocks inside a site block, in address order.
     pub site_zones: Vec<ZoneBlock>,
 }
 
+impl ZoneBlock {
+    /// How many addresses into the own block the zone block starts, in a family of `bits`.
+    pub fn offset(&self, bits: u8) -> u128 {
+        block::size(bits, self.prefix).unwrap_or(0) * u128::from(self.index)
+    }
+}
+
 impl PlaneLayout {
+    /// Address bits of the plane's family (32 or 128).
+    pub fn family_bits(&self) -> u8 {
+        block::family_bits(&self.supernet)
+    }
+
     /// The prefix length of the block of a node at `tier`, if the plane reaches that tier.
     pub fn prefix_for(&self, tier: Tier) -> Option<u8> {
         match tier {
@@ -549,5 +561,6 @@ fn check_zones(
         report(spec.span(), PlanProblem::NoMgmt { plane, block });
         usable = false;
     }
+    placed.sort_by_key(|&(_, start, _)| start);
     usable.then(|| placed.into_iter().map(|(z, _, _)| z).collect())
 }

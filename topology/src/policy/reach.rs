@@ -230,7 +230,7 @@ impl Policy {
                 continue;
             }
             let miss = if !rule.scope.admits(relation) {
-                format!("{rule} has scope {}", rule.scope)
+                format!("{rule} does not apply: its scope is {}", rule.scope)
             } else if !rule.admits_tiers(a, b) {
                 format!(
                     "{rule} applies between tiers {} → {}",
@@ -238,7 +238,7 @@ impl Policy {
                     tiers_text(&rule.to_tiers)
                 )
             } else if !rule.covers(query.proto, query.port) {
-                format!("{rule} allows only {}", rule.service())
+                format!("{rule} does not apply: it allows only {}", rule.service())
             } else {
                 return Verdict::Allow(rule);
             };

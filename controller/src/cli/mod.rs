@@ -1,0 +1,6 @@
+//! The subcommands of `jinbao-controller`, one module each, and what they share.
+
+pub(crate) mod model;
+pub(crate) mod plan;
+pub(crate) mod policy;
+pub(crate) mod table;
