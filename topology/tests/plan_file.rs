@@ -1,5 +1,7 @@
 //! Plan files that cannot work are refused with the file, the line and the numbers.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 use topology::plan::EMBEDDED_PLAN;
 use topology::{Network, Plan, SourceText};
 
@@ -187,4 +189,45 @@ fn a_city_with_too_many_sites_is_named_with_the_numbers() {
         "{err}"
     );
     assert!(err.contains("holds only 62 after its own area"), "{err}");
+}
+
+#[test]
+fn a_plane_spanning_the_whole_ipv6_space_is_refused_without_overflow() {
+    let text = EMBEDDED_PLAN
+        .replacen("supernet = \"10.0.0.0/8\"", "supernet = \"::/0\"", 1)
+        .replacen("province = 13 ", "province = 1 ", 1)
+        .replacen("city = 18 ", "city = 6 ", 1)
+        .replacen("site = 27 ", "site = 100 ", 1)
+        .replacen("data-centre = 24     #", "data-centre = 60     #", 1)
+        .replacen(
+            "prefix = 29, index = 0 }       # +0",
+            "prefix = 101, index = 0 }       # +0",
+            1,
+        )
+        .replacen(
+            "prefix = 28, index = 1 } # +16",
+            "prefix = 101, index = 1 } # +16",
+            1,
+        )
+        .replacen(
+            "prefix = 27, index = 0 }       # .0",
+            "prefix = 63, index = 0 }       # .0",
+            1,
+        )
+        .replacen(
+            "prefix = 26, index = 1 }   # .64",
+            "prefix = 62, index = 1 }   # .64",
+            1,
+        )
+        .replacen(
+            "prefix = 25, index = 1 } # .128",
+            "prefix = 61, index = 1 } # .128",
+            1,
+        );
+    let plan = Plan::parse(&SourceText::new("v6.toml", &text)).unwrap();
+    let err = plan
+        .allocate(&Network::national().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dc:ministry (人力资源和社会保障部) has 31 province blocks of /1 to place, but its block ::/0 holds only 1"), "{err}");
 }

@@ -1,6 +1,8 @@
 //! The zone policy: invariants refused with file:line, tests carried by the policy, and
 //! static reachability under the default policy.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 use std::sync::OnceLock;
 
 use topology::network::Relation;

@@ -380,19 +380,19 @@ impl Builder {
             };
             if self.nodes[province.index()].municipality {
                 self.city_of.insert(city.code, province);
-            } else if city.code.value() % 100 != 90 {
-                if let Some(ix) =
-                    self.add(NodeId::DataCentre(city.code), &city.name, Some(province))
-                {
-                    self.city_of.insert(city.code, ix);
-                }
+            } else if is_county_group(city.code) {
+                // Its counties become city data centres below, one by one.
+            } else if let Some(ix) =
+                self.add(NodeId::DataCentre(city.code), &city.name, Some(province))
+            {
+                self.city_of.insert(city.code, ix);
             }
         }
         for area in &divisions.areas {
             let Some(city_code) = area.parent else {
                 continue;
             };
-            if city_code.value() % 100 == 90 {
+            if is_county_group(city_code) {
                 let province = city_code
                     .province()
                     .and_then(|p| province_of.get(&p).copied());
@@ -511,6 +511,12 @@ impl Builder {
         network.add_lateral_links(file, source, &mut self.problems);
         Problems(self.problems).into_result(network)
     }
+}
+
+/// Whether a city row is a group of county-level cities that the province administers
+/// directly (省直辖县级行政区划: 4190, 4290, 4690, 6590), which is not one city.
+fn is_county_group(code: DivisionCode) -> bool {
+    code.level() == DivisionLevel::City && code.value() % 100 == 90
 }
 
 fn divisions_has_area(divisions: &Divisions, area: DivisionCode) -> bool {
@@ -798,28 +804,18 @@ primary = {{ carrier = \"x\", circuit = \"fibre\" }}
         let source = SourceText::new("net.toml", &text);
         let problems = Network::build(&divisions, &source).unwrap_err();
         let got: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        let at = |n: usize| format!("net.toml:{}: ", head_lines + n);
-        assert_eq!(got.len(), 5, "{got:#?}");
-        assert!(
-            got[0].starts_with(&(at(1) + "disaster-recovery sites attach")),
-            "{got:#?}"
-        );
-        assert!(
-            got[1].starts_with(&(at(5) + "endpoint site:999999:window-01: county 999999")),
-            "{got:#?}"
-        );
-        assert!(
-            got[2].starts_with(&(at(9) + "site:140105 is not an endpoint id")),
-            "{got:#?}"
-        );
-        assert!(
-            got[3].starts_with(&(at(13) + "dc:ministry has no uplink")),
-            "{got:#?}"
-        );
-        assert!(
-            got[4].starts_with(&(at(17) + "lateral link dc:1401 — dc:14: the tree already")),
-            "{got:#?}"
-        );
+        let expected = [
+            (1, "disaster-recovery sites attach"),
+            (5, "endpoint site:999999:window-01: county 999999"),
+            (9, "site:140105 is not an endpoint id"),
+            (13, "dc:ministry has no uplink"),
+            (17, "lateral link dc:1401 — dc:14: the tree already"),
+        ];
+        assert_eq!(got.len(), expected.len(), "{got:#?}");
+        for (problem, (line, text)) in got.iter().zip(expected) {
+            let want = format!("net.toml:{}: {text}", head_lines + line);
+            assert!(problem.starts_with(&want), "want {want}, got {got:#?}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ struct PlaneBlocks {
 #[error(
     "plane {plane}: {node} ({name}) has {children} {child_tier} blocks of /{child_len} to place, \
      but its block {block} holds only {room} after its own area; \
-     shorten the {tier} prefix or lengthen the {child_tier} prefix"
+     shorten the {} prefix or lengthen the {child_tier} prefix", if *tier == Tier::Ministry { "supernet" } else { tier.as_str() }
 )]
 pub struct NoRoom {
     /// The plane.
@@ -147,11 +147,12 @@ impl Walk<'_> {
         let mut overflow: Option<(Tier, u8, usize)> = None;
         for &(child, tier, len) in &pending {
             let size = block::size(bits, len).unwrap_or(u128::MAX);
-            cursor = cursor.div_ceil(size) * size;
+            // Align up to the child's size; past the end of the address space is no room.
+            cursor = cursor.div_ceil(size).saturating_mul(size);
             match block::block_at(&block, len, cursor) {
                 Some(child_block) if overflow.is_none() => {
                     self.place(child, child_block);
-                    cursor += size;
+                    cursor = cursor.saturating_add(size);
                 }
                 _ => {
                     let entry = overflow.get_or_insert((tier, len, 0));
@@ -161,7 +162,9 @@ impl Walk<'_> {
         }
         if let Some((child_tier, child_len, _)) = overflow {
             let size = block::size(bits, child_len).unwrap_or(u128::MAX);
-            let total = block::size(bits, block.prefix_len()).unwrap_or(u128::MAX);
+            let slots = 1u128
+                .checked_shl(u32::from(child_len.saturating_sub(block.prefix_len())))
+                .unwrap_or(u128::MAX);
             let first = (2 * own_size).div_ceil(size);
             self.problems.push(NoRoom {
                 plane: self.layout.plane,
@@ -172,7 +175,7 @@ impl Walk<'_> {
                 child_tier,
                 children: pending.len(),
                 child_len,
-                room: (total / size).saturating_sub(first),
+                room: slots.saturating_sub(first),
             });
         }
     }
@@ -245,7 +248,7 @@ impl Allocation {
             .planes
             .iter()
             .map(|p| {
-                let mut owned: Vec<(u128, u128, NodeIx)> = p
+                let mut owned: Vec<OwnedRange> = p
                     .blocks
                     .iter()
                     .enumerate()
@@ -265,11 +268,14 @@ impl Allocation {
     }
 }
 
+/// The first and last address of a node's own block, and the node.
+type OwnedRange = (u128, u128, NodeIx);
+
 /// Finds the owners of addresses and prefixes; built once by [`Allocation::locator`].
 #[derive(Debug)]
 pub struct Locator<'a> {
     allocation: &'a Allocation,
-    planes: Vec<(Plane, IpNet, Vec<(u128, u128, NodeIx)>)>,
+    planes: Vec<(Plane, IpNet, Vec<OwnedRange>)>,
 }
 
 impl Locator<'_> {
@@ -343,47 +349,57 @@ mod tests {
             block_of(&network, &allocation, plane, id)
                 .map(|b| (b.block.to_string(), b.own.to_string()))
         };
-        let net = |block: &str, own: &str| Some((block.to_owned(), own.to_owned()));
-        assert_eq!(
-            at(Plane::Business, "dc:ministry"),
-            net("10.0.0.0/8", "10.0.0.0/24")
-        );
-        assert_eq!(
-            at(Plane::Business, "dr:ministry"),
-            net("10.0.1.0/24", "10.0.1.0/24")
-        );
-        // Provinces in code order after the ministry's own area: 11 is first, 14 fourth.
-        assert_eq!(
-            at(Plane::Business, "dc:11"),
-            net("10.8.0.0/13", "10.8.0.0/24")
-        );
-        assert_eq!(
-            at(Plane::Business, "dc:14"),
-            net("10.32.0.0/13", "10.32.0.0/24")
-        );
-        assert_eq!(
-            at(Plane::Business, "dc:65"),
-            net("10.248.0.0/13", "10.248.0.0/24")
-        );
-        // Cities after the province's own area; Taiyuan is the first.
-        assert_eq!(
-            at(Plane::Business, "dc:1401"),
-            net("10.32.64.0/18", "10.32.64.0/24")
-        );
-        // Sites after the city's own area (two /24 = 16 site blocks of /27).
-        assert_eq!(
-            at(Plane::Business, "site:140105"),
-            net("10.32.66.0/27", "10.32.66.0/27")
-        );
-        assert_eq!(
-            at(Plane::Office, "dc:1401"),
-            net("172.18.4.0/22", "172.18.4.0/24")
-        );
-        assert_eq!(
-            at(Plane::Office, "site:140105"),
-            None,
-            "the office plane does not reach sites"
-        );
+        let expected = [
+            (
+                Plane::Business,
+                "dc:ministry",
+                Some(("10.0.0.0/8", "10.0.0.0/24")),
+            ),
+            (
+                Plane::Business,
+                "dr:ministry",
+                Some(("10.0.1.0/24", "10.0.1.0/24")),
+            ),
+            // Provinces in code order after the ministry's own area: 11 first, 14 fourth.
+            (
+                Plane::Business,
+                "dc:11",
+                Some(("10.8.0.0/13", "10.8.0.0/24")),
+            ),
+            (
+                Plane::Business,
+                "dc:14",
+                Some(("10.32.0.0/13", "10.32.0.0/24")),
+            ),
+            (
+                Plane::Business,
+                "dc:65",
+                Some(("10.248.0.0/13", "10.248.0.0/24")),
+            ),
+            // Cities after the province's own area; Taiyuan is the first.
+            (
+                Plane::Business,
+                "dc:1401",
+                Some(("10.32.64.0/18", "10.32.64.0/24")),
+            ),
+            // Sites after the city's own area (two /24 = 16 site blocks of /27).
+            (
+                Plane::Business,
+                "site:140105",
+                Some(("10.32.66.0/27", "10.32.66.0/27")),
+            ),
+            (
+                Plane::Office,
+                "dc:1401",
+                Some(("172.18.4.0/22", "172.18.4.0/24")),
+            ),
+            // The office plane does not reach sites.
+            (Plane::Office, "site:140105", None),
+        ];
+        for (plane, id, blocks) in expected {
+            let want = blocks.map(|(block, own)| (block.to_owned(), own.to_owned()));
+            assert_eq!(at(plane, id), want, "{plane} {id}");
+        }
         let taiyuan = network.lookup(&"dc:1401".parse().unwrap()).unwrap();
         assert_eq!(
             allocation

@@ -37,7 +37,7 @@ pub(crate) fn size(bits: u8, len: u8) -> Option<u128> {
 pub(crate) fn block_at(parent: &IpNet, len: u8, offset: u128) -> Option<IpNet> {
     let bits = family_bits(parent);
     let block_size = size(bits, len)?;
-    if len < parent.prefix_len() || offset % block_size != 0 {
+    if len < parent.prefix_len() || !offset.is_multiple_of(block_size) {
         return None;
     }
     let (start, end) = range(parent);

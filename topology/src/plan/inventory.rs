@@ -392,30 +392,27 @@ pub fn check(
             continue;
         };
         placed.push((device, read.node));
-        if let (Some(named), Some(actual)) = (read.plane, plane) {
-            if named != actual {
-                found(Finding::WrongPlane {
-                    name: name.clone(),
-                    address,
-                    named,
-                    actual,
-                });
-            }
+        if let (Some(named), Some(actual)) = (read.plane, plane)
+            && named != actual
+        {
+            found(Finding::WrongPlane {
+                name: name.clone(),
+                address,
+                named,
+                actual,
+            });
         }
         match owners.as_slice() {
-            [owner] if owner.node == node => {
-                if let Some(named) = read.zone {
-                    if owner.zone != Some(named) {
-                        found(Finding::WrongZone {
-                            name,
-                            address,
-                            node: read.node,
-                            named,
-                            actual: owner.zone,
-                        });
-                    }
-                }
-            }
+            [owner] if owner.node == node => match read.zone {
+                Some(named) if owner.zone != Some(named) => found(Finding::WrongZone {
+                    name,
+                    address,
+                    node: read.node,
+                    named,
+                    actual: owner.zone,
+                }),
+                _ => {}
+            },
             [owner] => found(Finding::OutsideNodeBlock {
                 name,
                 address,

@@ -512,54 +512,30 @@ impl Policy {
             });
         }
         let mut names = Names::default();
-        let rules = file
-            .rules
-            .iter()
-            .filter_map(|entry| {
-                let location = source.locate_span(&entry.span());
-                let mut found = |value| {
-                    problems.push(Located {
-                        location: location.clone(),
-                        value,
-                    })
-                };
-                names.claim("rule", &entry.get_ref().name, location.line, &mut found);
-                check_rule(entry.get_ref(), location.clone(), &mut found)
-            })
-            .collect();
-        let soft_exchanges = file
-            .soft_exchange
-            .iter()
-            .filter_map(|entry| {
-                let location = source.locate_span(&entry.span());
-                let mut found = |value| {
-                    problems.push(Located {
-                        location: location.clone(),
-                        value,
-                    })
-                };
-                names.claim(
-                    "soft-exchange",
-                    &entry.get_ref().name,
-                    location.line,
-                    &mut found,
-                );
-                check_soft_exchange(entry.get_ref(), location.clone(), &mut found)
-            })
-            .collect();
-        let tests = file
-            .tests
-            .iter()
-            .filter_map(|entry| {
-                let location = source.locate_span(&entry.span());
-                let test = entry.get_ref();
-                let mut found = |value| {
-                    problems.push(Located {
-                        location: location.clone(),
-                        value,
-                    })
-                };
-                names.claim("test", &test.name, location.line, &mut found);
+        let rules = check_entries(
+            &file.rules,
+            source,
+            &mut problems,
+            |rule, location, found| {
+                names.claim("rule", &rule.name, location.line, found);
+                check_rule(rule, location, found)
+            },
+        );
+        let soft_exchanges = check_entries(
+            &file.soft_exchange,
+            source,
+            &mut problems,
+            |gateway, location, found| {
+                names.claim("soft-exchange", &gateway.name, location.line, found);
+                check_soft_exchange(gateway, location, found)
+            },
+        );
+        let tests = check_entries(
+            &file.tests,
+            source,
+            &mut problems,
+            |test, location, found| {
+                names.claim("test", &test.name, location.line, found);
                 if test.port.is_some() && !test.proto.has_ports() {
                     found(PolicyProblem::PortsWithoutProtocol {
                         what: "test",
@@ -577,8 +553,8 @@ impl Policy {
                     port: test.port,
                     expect: test.expect,
                 })
-            })
-            .collect();
+            },
+        );
         Problems(problems).into_result(Policy {
             origin: source.name().to_string(),
             rules,
@@ -670,18 +646,39 @@ impl Policy {
     }
 }
 
+/// Where problems about one entry go: each is recorded at the entry's line.
+type Found<'a> = dyn FnMut(PolicyProblem) + 'a;
+
+/// Checks each entry of a table array, recording its problems at its line; keeps the
+/// entries that may stand.
+fn check_entries<E, T>(
+    entries: &[Spanned<E>],
+    source: &SourceText<'_>,
+    problems: &mut Vec<Located<PolicyProblem>>,
+    mut check: impl FnMut(&E, Location, &mut Found<'_>) -> Option<T>,
+) -> Vec<T> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let location = source.locate_span(&entry.span());
+            let at = location.clone();
+            let mut found = |value| {
+                problems.push(Located {
+                    location: at.clone(),
+                    value,
+                })
+            };
+            check(entry.get_ref(), location, &mut found)
+        })
+        .collect()
+}
+
 /// Names seen so far, per kind, to refuse duplicates.
 #[derive(Default)]
 struct Names(HashMap<(&'static str, String), usize>);
 
 impl Names {
-    fn claim(
-        &mut self,
-        what: &'static str,
-        name: &str,
-        line: usize,
-        found: &mut impl FnMut(PolicyProblem),
-    ) {
+    fn claim(&mut self, what: &'static str, name: &str, line: usize, found: &mut Found<'_>) {
         if let Some(&first_line) = self.0.get(&(what, name.to_owned())) {
             found(PolicyProblem::DuplicateName {
                 what,
@@ -695,12 +692,7 @@ impl Names {
 }
 
 /// A zone reference written with a plane must name a plane the zone exists on.
-fn check_zone_ref(
-    what: &'static str,
-    name: &str,
-    zone: ZoneRef,
-    found: &mut impl FnMut(PolicyProblem),
-) -> bool {
+fn check_zone_ref(what: &'static str, name: &str, zone: ZoneRef, found: &mut Found<'_>) -> bool {
     match zone.plane {
         Some(plane) if !zone.zone.exists_on(plane) => {
             found(PolicyProblem::ZoneNotOnPlane {
@@ -720,7 +712,7 @@ fn check_ports(
     name: &str,
     proto: Proto,
     ports: &[PortRange],
-    found: &mut impl FnMut(PolicyProblem),
+    found: &mut Found<'_>,
 ) -> bool {
     if !ports.is_empty() && !proto.has_ports() {
         found(PolicyProblem::PortsWithoutProtocol {
@@ -742,11 +734,7 @@ fn is_public_source(zone: ZoneRef) -> bool {
 }
 
 /// Checks one rule against the invariants; returns it if it may stand.
-fn check_rule(
-    file: &RuleFile,
-    location: Location,
-    found: &mut impl FnMut(PolicyProblem),
-) -> Option<Rule> {
+fn check_rule(file: &RuleFile, location: Location, found: &mut Found<'_>) -> Option<Rule> {
     let name = &file.name;
     let mut ok = check_zone_ref("rule", name, file.from, found);
     ok &= check_zone_ref("rule", name, file.to, found);
@@ -805,7 +793,7 @@ fn check_rule(
 fn check_soft_exchange(
     file: &SoftExchangeFile,
     location: Location,
-    found: &mut impl FnMut(PolicyProblem),
+    found: &mut Found<'_>,
 ) -> Option<SoftExchange> {
     let name = &file.name;
     let mut ok = check_zone_ref("soft-exchange", name, file.from, found);
