@@ -328,3 +328,17 @@ fn every_command_has_help() {
         );
     }
 }
+
+#[test]
+fn snapshot_of_a_province_plan() {
+    let output = run(&["plan", "show", "--province", "14"]);
+    assert!(output.status.success());
+    insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
+fn snapshot_of_the_site_to_city_matrix() {
+    let output = run(&["policy", "matrix", "--from", "site", "--to", "city"]);
+    assert!(output.status.success());
+    insta::assert_snapshot!(stdout(&output));
+}

@@ -73,6 +73,21 @@ fn every_finding_names_the_file_and_line() {
 }
 
 #[test]
+fn an_address_in_unallocated_space_belongs_to_no_node() {
+    // 10.32.65.0/24 is dc:1401's disaster-recovery slot; Taiyuan has no DR site.
+    let got = findings(&check(
+        "spare.csv",
+        "name,address\ndc-1401-mgmt-rtr01,10.32.65.10\n",
+    ));
+    assert_eq!(
+        got,
+        [
+            "spare.csv:2: dc-1401-mgmt-rtr01: 10.32.65.10/32 is outside dc:1401's blocks (no node holds it)"
+        ]
+    );
+}
+
+#[test]
 fn a_clean_inventory_has_no_findings() {
     let clean: String = DEVICES_CSV
         .lines()

@@ -197,6 +197,26 @@ fn malformed_rules_are_refused_with_their_line() {
 }
 
 #[test]
+fn an_unknown_version_and_ports_on_an_icmp_test_are_refused() {
+    let text = EMBEDDED_POLICY.replacen("version = 1", "version = 7", 1);
+    let line = EMBEDDED_POLICY[..EMBEDDED_POLICY.find("version = 1").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    let got = refusals(&text);
+    assert_eq!(
+        got,
+        [format!(
+            "leaky.toml:{line}: policy version 7 is not supported (this build reads version 1)"
+        )]
+    );
+    assert_refused(
+        "[[tests]]\nname = \"ping\"\nfrom = \"dc:14/mgmt\"\nto = \"dc:1401/mgmt\"\nproto = \"icmp\"\nport = 7\nexpect = \"allow\"\n",
+        "test 'ping': ports apply only to tcp and udp, not icmp",
+    );
+}
+
+#[test]
 fn soft_exchange_joins_only_business_exchange_and_office_decision() {
     assert_refused(
         "[[soft-exchange]]\nname = \"portal\"\nfrom = \"public:dmz\"\nto = \"business:exchange\"\nproto = \"tcp\"\n",

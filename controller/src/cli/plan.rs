@@ -120,15 +120,20 @@ fn show(
         });
     }
 
-    let below = Below::count(network);
+    let listed = listed_nodes(network, level, scope);
+    let rows = node_table(model, &listed, &planes, level != Level::Site);
+    writeln!(out, "{}", table::render(&rows))?;
+    writeln!(out, "{} nodes listed", table::count(listed.len()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The nodes `plan show` lists, in tree order.
+fn listed_nodes(network: &Network, level: Level, scope: Option<NodeIx>) -> Vec<NodeIx> {
     let in_scope =
         |ix: NodeIx| scope.is_none_or(|p| ix == p || network.ancestors(ix).any(|a| a == p));
-    let mut header = vec!["node", "name"];
-    header.extend(planes.iter().map(|p| p.as_str()));
-    let listed: Vec<NodeIx> = match (level, scope) {
-        (Level::Province, None) => network
-            .preorder()
-            .into_iter()
+    let nodes = network.preorder().into_iter();
+    match (level, scope) {
+        (Level::Province, None) => nodes
             .filter(|&ix| matches!(network.node(ix).tier, Tier::Ministry | Tier::Province))
             .collect(),
         (Level::Province, Some(p)) => std::iter::once(p)
@@ -140,22 +145,30 @@ fn show(
                     .filter(|&c| network.node(c).tier != Tier::Site),
             )
             .collect(),
-        (Level::City, _) => network
-            .preorder()
-            .into_iter()
+        (Level::City, _) => nodes
             .filter(|&ix| network.node(ix).stands_at(Tier::City) && in_scope(ix))
             .collect(),
-        (Level::Site, _) => network
-            .preorder()
-            .into_iter()
+        (Level::Site, _) => nodes
             .filter(|&ix| network.node(ix).tier == Tier::Site && in_scope(ix))
             .collect(),
-    };
-    let counted = level != Level::Site;
+    }
+}
+
+/// One row per node: id, name, (kind), its block on each plane, (cities and sites below).
+fn node_table(
+    model: &Model,
+    listed: &[NodeIx],
+    planes: &[Plane],
+    counted: bool,
+) -> comfy_table::Table {
+    let network = &model.network;
+    let mut header = vec!["node", "name"];
+    if !counted {
+        header.push("kind");
+    }
+    header.extend(planes.iter().map(|p| p.as_str()));
     if counted {
         header.extend(["cities", "sites"]);
-    } else {
-        header.insert(2, "kind");
     }
     let right: Vec<usize> = if counted {
         vec![header.len() - 2, header.len() - 1]
@@ -163,7 +176,8 @@ fn show(
         vec![]
     };
     let mut rows = table::new(&header, &right);
-    for &ix in &listed {
+    let below = counted.then(|| Below::count(network));
+    for &ix in listed {
         let node = network.node(ix);
         let mut name = node.name.clone();
         if node.municipality {
@@ -173,7 +187,7 @@ fn show(
         if !counted {
             row.push(node.kind().to_string());
         }
-        for &plane in &planes {
+        for &plane in planes {
             row.push(
                 model
                     .allocation
@@ -181,15 +195,13 @@ fn show(
                     .map_or("—".to_owned(), |b| b.block.to_string()),
             );
         }
-        if counted {
+        if let Some(below) = &below {
             row.push(table::count(below.cities[ix.index()]));
             row.push(table::count(below.sites[ix.index()]));
         }
         rows.add_row(row);
     }
-    writeln!(out, "{}", table::render(&rows))?;
-    writeln!(out, "{} nodes listed", table::count(listed.len()))?;
-    Ok(ExitCode::SUCCESS)
+    rows
 }
 
 /// Cities and sites below each node.
@@ -343,75 +355,84 @@ fn export(
         None => Box::new(out),
     };
     let mut sink = std::io::BufWriter::new(sink);
-    let network = &model.network;
-    let planes: Vec<Plane> = model.allocation.planes().collect();
-    let nodes = network.preorder().into_iter().map(|ix| {
-        let node = network.node(ix);
-        let blocks = planes
-            .iter()
-            .filter_map(|&plane| {
-                let blocks = model.allocation.node(plane, ix)?;
-                let zones = model.allocation.zones(plane, ix).into_iter().collect();
-                Some((
-                    plane,
-                    PlaneExport {
-                        block: blocks.block,
-                        own: blocks.own,
-                        zones,
-                    },
-                ))
-            })
-            .collect();
-        NodeExport {
-            node: node.id.to_string(),
-            name: node.name.clone(),
-            tier: node.tier,
-            kind: node.kind().to_string(),
-            parent: node.parent.map(|p| network.node(p).id.to_string()),
-            planes: blocks,
-        }
-    });
+    let nodes = model
+        .network
+        .preorder()
+        .into_iter()
+        .map(|ix| node_export(model, ix));
     match format {
         Format::Json => {
             let nodes: Vec<NodeExport> = nodes.collect();
             serde_json::to_writer_pretty(&mut sink, &nodes).map_err(std::io::Error::from)?;
             writeln!(sink)?;
         }
-        Format::Csv => {
-            let mut writer = csv::Writer::from_writer(&mut sink);
-            let zones = topology::Zone::ALL;
-            let mut header = vec![
-                "node", "name", "tier", "kind", "parent", "plane", "block", "own",
-            ];
-            header.extend(zones.iter().map(|z| z.as_str()));
-            writer.write_record(&header).map_err(csv_error)?;
-            for node in nodes {
-                for (plane, blocks) in &node.planes {
-                    let mut record = vec![
-                        node.node.clone(),
-                        node.name.clone(),
-                        node.tier.to_string(),
-                        node.kind.clone(),
-                        node.parent.clone().unwrap_or_default(),
-                        plane.to_string(),
-                        blocks.block.to_string(),
-                        blocks.own.to_string(),
-                    ];
-                    record.extend(zones.iter().map(|z| {
-                        blocks
-                            .zones
-                            .get(z)
-                            .map(|n| n.to_string())
-                            .unwrap_or_default()
-                    }));
-                    writer.write_record(&record).map_err(csv_error)?;
-                }
-            }
-            writer.flush()?;
-        }
+        Format::Csv => write_csv(&mut sink, nodes)?,
     }
     sink.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn node_export(model: &Model, ix: NodeIx) -> NodeExport {
+    let (network, allocation) = (&model.network, &model.allocation);
+    let node = network.node(ix);
+    let planes = allocation
+        .planes()
+        .filter_map(|plane| {
+            let blocks = allocation.node(plane, ix)?;
+            let zones = allocation.zones(plane, ix).into_iter().collect();
+            Some((
+                plane,
+                PlaneExport {
+                    block: blocks.block,
+                    own: blocks.own,
+                    zones,
+                },
+            ))
+        })
+        .collect();
+    NodeExport {
+        node: node.id.to_string(),
+        name: node.name.clone(),
+        tier: node.tier,
+        kind: node.kind().to_string(),
+        parent: node.parent.map(|p| network.node(p).id.to_string()),
+        planes,
+    }
+}
+
+/// One row per node and plane, a column per zone.
+fn write_csv(sink: &mut dyn Write, nodes: impl Iterator<Item = NodeExport>) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(sink);
+    let zones = topology::Zone::ALL;
+    let mut header = vec![
+        "node", "name", "tier", "kind", "parent", "plane", "block", "own",
+    ];
+    header.extend(zones.iter().map(|z| z.as_str()));
+    writer.write_record(&header).map_err(csv_error)?;
+    for node in nodes {
+        for (plane, blocks) in &node.planes {
+            let mut record = vec![
+                node.node.clone(),
+                node.name.clone(),
+                node.tier.to_string(),
+                node.kind.clone(),
+                node.parent.clone().unwrap_or_default(),
+                plane.to_string(),
+                blocks.block.to_string(),
+                blocks.own.to_string(),
+            ];
+            record.extend(zones.iter().map(|z| {
+                blocks
+                    .zones
+                    .get(z)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            }));
+            writer.write_record(&record).map_err(csv_error)?;
+        }
+    }
+    writer.flush()?;
+    Ok(())
 }
 
 /// A CSV error, keeping an I/O cause (a closed pipe) recognisable.

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::block;
-use super::{Allocation, Plan};
+use super::{Allocation, Locator, Plan};
 use crate::network::Network;
 use crate::node::NodeId;
 use crate::source::{Located, Location, SourceText};
@@ -329,11 +329,27 @@ pub fn check(
     allocation: &Allocation,
 ) -> Vec<Located<Finding>> {
     let locator = allocation.locator();
+    let mut findings = duplicates(devices);
+    let mut placed: Vec<(&Device, NodeId)> = Vec::new();
+    for device in devices {
+        let mut found = Vec::new();
+        if let Some(node) = check_placement(device, plan, network, &locator, &mut found) {
+            placed.push((device, node));
+        }
+        findings.extend(found.into_iter().map(|value| Located {
+            location: device.location.clone(),
+            value,
+        }));
+    }
+    findings.extend(overlaps_between_nodes(&placed));
+    findings
+}
+
+/// Names and addresses registered more than once.
+fn duplicates(devices: &[Device]) -> Vec<Located<Finding>> {
     let mut findings = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addresses: HashMap<IpNet, &Device> = HashMap::new();
-    let mut placed: Vec<(&Device, NodeId)> = Vec::new();
-
     for device in devices {
         let mut found = |value| {
             findings.push(Located {
@@ -341,96 +357,103 @@ pub fn check(
                 value,
             })
         };
-        let name = device.name.clone();
-        let address = device.address;
         if let Some(&first_line) = names.get(device.name.as_str()) {
             found(Finding::DuplicateName {
-                name: name.clone(),
+                name: device.name.clone(),
                 first_line,
             });
         } else {
             names.insert(&device.name, device.location.line);
         }
-        if let Some(first) = addresses.get(&address) {
+        if let Some(first) = addresses.get(&device.address) {
             found(Finding::DuplicateAddress {
-                name: name.clone(),
-                address,
+                name: device.name.clone(),
+                address: device.address,
                 first_line: first.location.line,
                 first_name: first.name.clone(),
             });
         } else {
-            addresses.insert(address, device);
-        }
-
-        let owners = locator.owners(&address);
-        let plane = locator.plane_of(address.network());
-        match owners.as_slice() {
-            [] if plane.is_none() => found(Finding::OutsidePlan {
-                name: name.clone(),
-                address,
-            }),
-            [_, _, ..] => found(Finding::SpansNodes {
-                name: name.clone(),
-                address,
-                nodes: owners.iter().map(|o| network.node(o.node).id).collect(),
-            }),
-            _ => {}
-        }
-
-        let Some(read) = plan.naming.read(&device.name) else {
-            found(Finding::NameRule {
-                name,
-                rule: plan.naming.template().to_owned(),
-            });
-            continue;
-        };
-        let Some(node) = network.lookup(&read.node) else {
-            found(Finding::UnknownNode {
-                name,
-                node: read.node,
-            });
-            continue;
-        };
-        placed.push((device, read.node));
-        if let (Some(named), Some(actual)) = (read.plane, plane)
-            && named != actual
-        {
-            found(Finding::WrongPlane {
-                name: name.clone(),
-                address,
-                named,
-                actual,
-            });
-        }
-        match owners.as_slice() {
-            [owner] if owner.node == node => match read.zone {
-                Some(named) if owner.zone != Some(named) => found(Finding::WrongZone {
-                    name,
-                    address,
-                    node: read.node,
-                    named,
-                    actual: owner.zone,
-                }),
-                _ => {}
-            },
-            [owner] => found(Finding::OutsideNodeBlock {
-                name,
-                address,
-                node: read.node,
-                belongs: Some(network.node(owner.node).id),
-            }),
-            [] if plane.is_some() => found(Finding::OutsideNodeBlock {
-                name,
-                address,
-                node: read.node,
-                belongs: None,
-            }),
-            _ => {}
+            addresses.insert(device.address, device);
         }
     }
-
-    findings.extend(overlaps_between_nodes(&placed));
     findings
+}
+
+/// Checks where one device's address lies against what its name says; returns the node
+/// the name places it at, if the name can be read and the node exists.
+fn check_placement(
+    device: &Device,
+    plan: &Plan,
+    network: &Network,
+    locator: &Locator<'_>,
+    found: &mut Vec<Finding>,
+) -> Option<NodeId> {
+    let name = device.name.clone();
+    let address = device.address;
+    let owners = locator.owners(&address);
+    let plane = locator.plane_of(address.network());
+    match owners.as_slice() {
+        [] if plane.is_none() => found.push(Finding::OutsidePlan {
+            name: name.clone(),
+            address,
+        }),
+        [_, _, ..] => found.push(Finding::SpansNodes {
+            name: name.clone(),
+            address,
+            nodes: owners.iter().map(|o| network.node(o.node).id).collect(),
+        }),
+        _ => {}
+    }
+    let Some(read) = plan.naming.read(&device.name) else {
+        found.push(Finding::NameRule {
+            name,
+            rule: plan.naming.template().to_owned(),
+        });
+        return None;
+    };
+    let Some(node) = network.lookup(&read.node) else {
+        found.push(Finding::UnknownNode {
+            name,
+            node: read.node,
+        });
+        return None;
+    };
+    if let (Some(named), Some(actual)) = (read.plane, plane)
+        && named != actual
+    {
+        found.push(Finding::WrongPlane {
+            name: name.clone(),
+            address,
+            named,
+            actual,
+        });
+    }
+    match owners.as_slice() {
+        [owner] if owner.node == node => match read.zone {
+            Some(named) if owner.zone != Some(named) => found.push(Finding::WrongZone {
+                name,
+                address,
+                node: read.node,
+                named,
+                actual: owner.zone,
+            }),
+            _ => {}
+        },
+        [owner] => found.push(Finding::OutsideNodeBlock {
+            name,
+            address,
+            node: read.node,
+            belongs: Some(network.node(owner.node).id),
+        }),
+        [] if plane.is_some() => found.push(Finding::OutsideNodeBlock {
+            name,
+            address,
+            node: read.node,
+            belongs: None,
+        }),
+        _ => {}
+    }
+    Some(read.node)
 }
 
 /// Registrations for different nodes whose prefixes overlap (a prefix and an address inside

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::node::NodeKind;
-use crate::source::{Located, Location, Problems, SourceText};
+use crate::source::{Located, Problems, SourceText};
 use crate::vocabulary::{Plane, Tier, Zone};
 
 pub use allocate::{Allocation, AllocationError, Locator, NoRoom, NodeBlock, Owner};
@@ -342,14 +342,6 @@ impl Plan {
     pub fn layout(&self, plane: Plane) -> Option<&PlaneLayout> {
         self.layouts.iter().find(|layout| layout.plane == plane)
     }
-
-    /// Where the plan was read from, as a location for messages about the whole plan.
-    pub fn location(&self) -> Location {
-        Location {
-            file: self.origin.as_str().into(),
-            line: 1,
-        }
-    }
 }
 
 /// Checks one plane's table; reports problems and returns the layout if it is usable.
@@ -374,51 +366,9 @@ fn check_plane(
         usable = false;
     }
 
-    let mut above = ("supernet", supernet.prefix_len());
+    usable &= check_levels(plane, file, report);
     let site = file.site.as_ref();
-    let levels = [
-        Some(("province", &file.province)),
-        Some(("city", &file.city)),
-        site.map(|s| ("site", s)),
-    ];
-    for (level, len) in levels.into_iter().flatten() {
-        if *len.get_ref() <= above.1 || *len.get_ref() > bits {
-            report(
-                len.span(),
-                PlanProblem::LevelOrder {
-                    plane,
-                    level,
-                    len: *len.get_ref(),
-                    above: above.0,
-                    above_len: above.1,
-                    max: bits,
-                },
-            );
-            usable = false;
-        }
-        above = (level, *len.get_ref());
-    }
     let (city, data_centre) = (*file.city.get_ref(), *file.data_centre.get_ref());
-    if data_centre > bits || data_centre <= city {
-        let problem = if data_centre > bits {
-            PlanProblem::LevelOrder {
-                plane,
-                level: "data-centre",
-                len: data_centre,
-                above: "city",
-                above_len: city,
-                max: bits,
-            }
-        } else {
-            PlanProblem::OwnAreaTooBig {
-                plane,
-                data_centre,
-                city,
-            }
-        };
-        report(file.data_centre.span(), problem);
-        usable = false;
-    }
 
     match (site.is_some(), file.site_zones.is_empty()) {
         (true, true) => {
@@ -478,6 +428,60 @@ fn check_plane(
         }),
         _ => None,
     }
+}
+
+/// Checks that prefix lengths grow down the tree and that a node's own area fits a city.
+fn check_levels(
+    plane: Plane,
+    file: &PlaneFile,
+    report: &mut impl FnMut(std::ops::Range<usize>, PlanProblem),
+) -> bool {
+    let supernet = *file.supernet.get_ref();
+    let bits = block::family_bits(&supernet);
+    let mut usable = true;
+    let mut above = ("supernet", supernet.prefix_len());
+    let levels = [
+        Some(("province", &file.province)),
+        Some(("city", &file.city)),
+        file.site.as_ref().map(|s| ("site", s)),
+    ];
+    for (level, len) in levels.into_iter().flatten() {
+        if *len.get_ref() <= above.1 || *len.get_ref() > bits {
+            let problem = PlanProblem::LevelOrder {
+                plane,
+                level,
+                len: *len.get_ref(),
+                above: above.0,
+                above_len: above.1,
+                max: bits,
+            };
+            report(len.span(), problem);
+            usable = false;
+        }
+        above = (level, *len.get_ref());
+    }
+    let (city, data_centre) = (*file.city.get_ref(), *file.data_centre.get_ref());
+    if data_centre > bits {
+        let problem = PlanProblem::LevelOrder {
+            plane,
+            level: "data-centre",
+            len: data_centre,
+            above: "city",
+            above_len: city,
+            max: bits,
+        };
+        report(file.data_centre.span(), problem);
+        usable = false;
+    } else if data_centre <= city {
+        let problem = PlanProblem::OwnAreaTooBig {
+            plane,
+            data_centre,
+            city,
+        };
+        report(file.data_centre.span(), problem);
+        usable = false;
+    }
+    usable
 }
 
 /// Checks the zone blocks of one block kind: on the right plane, inside the block, apart.

@@ -12,20 +12,20 @@
 //! [`Policy::decide`] answers "can A, zone X reach B, zone Y on proto/port?" from the
 //! topology and the policy alone; see [`reach`].
 
+mod invariants;
 pub mod reach;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::network::{Network, Relation};
 use crate::node::{Node, NodeId};
 use crate::plan::Allocation;
 use crate::source::{Located, Location, Problems, SourceText};
 use crate::vocabulary::{Plane, Tier, Zone, ZoneRef, vocabulary};
+use invariants::{Names, PolicyFile, check_entries, check_rule, check_soft_exchange};
 
 pub use reach::{Denial, Query, Verdict};
 
@@ -258,6 +258,24 @@ impl fmt::Display for SoftExchange {
     }
 }
 
+impl SoftExchange {
+    /// Whether this gateway relays the given crossing and service.
+    pub fn relays(
+        &self,
+        from: (Plane, Zone),
+        to: (Plane, Zone),
+        proto: Proto,
+        port: Option<u16>,
+    ) -> bool {
+        self.from == from && self.to == to && service_covers(self.proto, &self.ports, proto, port)
+    }
+
+    /// The protocol and ports, as `tcp/443`.
+    pub fn service(&self) -> String {
+        service_text(self.proto, &self.ports)
+    }
+}
+
 /// A node and a zone in a test or query: `dc:1401/exchange`, `dc:1401/public:exchange`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZoneEndpoint {
@@ -430,56 +448,6 @@ pub enum PolicyProblem {
     },
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct PolicyFile {
-    version: Spanned<u32>,
-    #[serde(default)]
-    rules: Vec<Spanned<RuleFile>>,
-    #[serde(default)]
-    soft_exchange: Vec<Spanned<SoftExchangeFile>>,
-    #[serde(default)]
-    tests: Vec<Spanned<TestFile>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RuleFile {
-    name: String,
-    from: ZoneRef,
-    to: ZoneRef,
-    scope: Scope,
-    proto: Proto,
-    #[serde(default)]
-    ports: Vec<PortRange>,
-    #[serde(default)]
-    from_tiers: Vec<Tier>,
-    #[serde(default)]
-    to_tiers: Vec<Tier>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct SoftExchangeFile {
-    name: String,
-    from: ZoneRef,
-    to: ZoneRef,
-    proto: Proto,
-    #[serde(default)]
-    ports: Vec<PortRange>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct TestFile {
-    name: String,
-    from: ZoneEndpoint,
-    to: ZoneEndpoint,
-    proto: Proto,
-    port: Option<u16>,
-    expect: Expect,
-}
-
 /// A checked policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -643,218 +611,5 @@ impl Policy {
             }
         }
         Problems(problems).into_result(())
-    }
-}
-
-/// Where problems about one entry go: each is recorded at the entry's line.
-type Found<'a> = dyn FnMut(PolicyProblem) + 'a;
-
-/// Checks each entry of a table array, recording its problems at its line; keeps the
-/// entries that may stand.
-fn check_entries<E, T>(
-    entries: &[Spanned<E>],
-    source: &SourceText<'_>,
-    problems: &mut Vec<Located<PolicyProblem>>,
-    mut check: impl FnMut(&E, Location, &mut Found<'_>) -> Option<T>,
-) -> Vec<T> {
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let location = source.locate_span(&entry.span());
-            let at = location.clone();
-            let mut found = |value| {
-                problems.push(Located {
-                    location: at.clone(),
-                    value,
-                })
-            };
-            check(entry.get_ref(), location, &mut found)
-        })
-        .collect()
-}
-
-/// Names seen so far, per kind, to refuse duplicates.
-#[derive(Default)]
-struct Names(HashMap<(&'static str, String), usize>);
-
-impl Names {
-    fn claim(&mut self, what: &'static str, name: &str, line: usize, found: &mut Found<'_>) {
-        if let Some(&first_line) = self.0.get(&(what, name.to_owned())) {
-            found(PolicyProblem::DuplicateName {
-                what,
-                name: name.to_owned(),
-                first_line,
-            });
-        } else {
-            self.0.insert((what, name.to_owned()), line);
-        }
-    }
-}
-
-/// A zone reference written with a plane must name a plane the zone exists on.
-fn check_zone_ref(what: &'static str, name: &str, zone: ZoneRef, found: &mut Found<'_>) -> bool {
-    match zone.plane {
-        Some(plane) if !zone.zone.exists_on(plane) => {
-            found(PolicyProblem::ZoneNotOnPlane {
-                what,
-                name: name.to_owned(),
-                zone: zone.zone,
-                plane,
-            });
-            false
-        }
-        _ => true,
-    }
-}
-
-fn check_ports(
-    what: &'static str,
-    name: &str,
-    proto: Proto,
-    ports: &[PortRange],
-    found: &mut Found<'_>,
-) -> bool {
-    if !ports.is_empty() && !proto.has_ports() {
-        found(PolicyProblem::PortsWithoutProtocol {
-            what,
-            name: name.to_owned(),
-            proto,
-        });
-        return false;
-    }
-    true
-}
-
-/// Whether a zone reference reaches onto the public plane as a source.
-fn is_public_source(zone: ZoneRef) -> bool {
-    match zone.plane {
-        Some(plane) => plane == Plane::Public,
-        None => zone.zone.planes() == [Plane::Public],
-    }
-}
-
-/// Checks one rule against the invariants; returns it if it may stand.
-fn check_rule(file: &RuleFile, location: Location, found: &mut Found<'_>) -> Option<Rule> {
-    let name = &file.name;
-    let mut ok = check_zone_ref("rule", name, file.from, found);
-    ok &= check_zone_ref("rule", name, file.to, found);
-    ok &= check_ports("rule", name, file.proto, &file.ports, found);
-    let to_planes = file.to.planes();
-    let planes: Vec<Plane> = file
-        .from
-        .planes()
-        .into_iter()
-        .filter(|p| to_planes.contains(p))
-        .collect();
-    if ok && planes.is_empty() {
-        let qualified = |z: ZoneRef| match z.plane {
-            Some(_) => z.to_string(),
-            None => format!("{}:{}", z.zone.home_plane(), z.zone),
-        };
-        found(PolicyProblem::CrossesPlanes {
-            rule: name.clone(),
-            from: qualified(file.from),
-            to: qualified(file.to),
-        });
-        ok = false;
-    }
-    if file.to.zone == Zone::Production && is_public_source(file.from) {
-        found(PolicyProblem::PublicReachesProduction {
-            what: "rule",
-            name: name.clone(),
-        });
-        ok = false;
-    }
-    if file.scope.is_lateral()
-        && Rule::admits_tier(&file.from_tiers, Tier::Site)
-        && Rule::admits_tier(&file.to_tiers, Tier::Site)
-    {
-        found(PolicyProblem::SitesReachEachOther {
-            rule: name.clone(),
-            scope: file.scope,
-        });
-        ok = false;
-    }
-    ok.then(|| Rule {
-        name: name.clone(),
-        location,
-        from: file.from,
-        to: file.to,
-        planes,
-        scope: file.scope,
-        from_tiers: file.from_tiers.clone(),
-        to_tiers: file.to_tiers.clone(),
-        proto: file.proto,
-        ports: file.ports.clone(),
-    })
-}
-
-/// Checks a soft-exchange gateway: business exchange ⇄ office decision, nothing else.
-fn check_soft_exchange(
-    file: &SoftExchangeFile,
-    location: Location,
-    found: &mut Found<'_>,
-) -> Option<SoftExchange> {
-    let name = &file.name;
-    let mut ok = check_zone_ref("soft-exchange", name, file.from, found);
-    ok &= check_zone_ref("soft-exchange", name, file.to, found);
-    ok &= check_ports("soft-exchange", name, file.proto, &file.ports, found);
-    let from = (file.from.query_plane(), file.from.zone);
-    let to = (file.to.query_plane(), file.to.zone);
-    let bad = |why: String| PolicyProblem::BadSoftExchange {
-        name: name.clone(),
-        why,
-    };
-    let planes = [from.0, to.0];
-    if planes.contains(&Plane::Public) && to.1 == Zone::Production {
-        found(PolicyProblem::PublicReachesProduction {
-            what: "soft-exchange",
-            name: name.clone(),
-        });
-        ok = false;
-    } else if !(planes.contains(&Plane::Business) && planes.contains(&Plane::Office)) {
-        found(bad(format!(
-            "a soft exchange joins the business and office planes only, not {} and {}",
-            from.0, to.0
-        )));
-        ok = false;
-    } else {
-        let (business, office) = if from.0 == Plane::Business {
-            (from.1, to.1)
-        } else {
-            (to.1, from.1)
-        };
-        if business != Zone::Exchange || office != Zone::Decision {
-            found(bad(format!(
-                "a soft exchange relays between business:exchange and office:decision, not business:{business} and office:{office}"
-            )));
-            ok = false;
-        }
-    }
-    ok.then(|| SoftExchange {
-        name: name.clone(),
-        location,
-        from,
-        to,
-        proto: file.proto,
-        ports: file.ports.clone(),
-    })
-}
-
-impl SoftExchange {
-    /// Whether this gateway relays the given crossing and service.
-    pub fn relays(
-        &self,
-        from: (Plane, Zone),
-        to: (Plane, Zone),
-        proto: Proto,
-        port: Option<u16>,
-    ) -> bool {
-        self.from == from && self.to == to && service_covers(self.proto, &self.ports, proto, port)
-    }
-
-    /// The protocol and ports, as `tcp/443`.
-    pub fn service(&self) -> String {
-        service_text(self.proto, &self.ports)
     }
 }
