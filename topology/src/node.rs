@@ -61,11 +61,6 @@ impl NodeId {
         }
     }
 
-    /// Whether this is a city-area site.
-    pub fn is_site(&self) -> bool {
-        matches!(self, NodeId::Office(_) | NodeId::Endpoint { .. })
-    }
-
     /// The id as a host-name-safe tag for device names: `dc-1401`, `site-140105-window-03`.
     pub fn tag(&self) -> String {
         self.to_string().replace(':', "-")
