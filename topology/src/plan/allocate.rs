@@ -181,6 +181,13 @@ impl Walk<'_> {
     }
 }
 
+/// The first address after a block's network address (the block itself if it holds one).
+fn first_host(net: &IpNet) -> IpAddr {
+    net.hosts()
+        .find(|a| *a != net.network())
+        .unwrap_or(net.network())
+}
+
 /// Which node (and zone) an address belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner {
@@ -232,6 +239,16 @@ impl Allocation {
                     block::nth(&blocks.own, z.prefix, u128::from(z.index))?,
                 ))
             })
+            .collect()
+    }
+
+    /// The node's own address in each of its zones on a plane: the first address after the
+    /// zone block's network address (`10.32.64.1` in `10.32.64.0/27`). These are the
+    /// overlay addresses a node certificate binds and the agent answers on.
+    pub fn overlay_addresses(&self, plane: Plane, ix: NodeIx) -> Vec<(Zone, IpAddr)> {
+        self.zones(plane, ix)
+            .into_iter()
+            .map(|(zone, block)| (zone, first_host(&block)))
             .collect()
     }
 
@@ -409,6 +426,19 @@ mod tests {
             "10.32.64.128/25"
         );
         assert_eq!(allocation.zone(Plane::Business, taiyuan, Zone::Dmz), None);
+        let addresses: Vec<String> = allocation
+            .overlay_addresses(Plane::Business, taiyuan)
+            .iter()
+            .map(|(zone, addr)| format!("{zone} {addr}"))
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "mgmt 10.32.64.1",
+                "exchange 10.32.64.65",
+                "production 10.32.64.129"
+            ]
+        );
     }
 
     #[test]

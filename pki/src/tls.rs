@@ -1,0 +1,268 @@
+//! rustls configurations for node-to-node and node-to-controller mutual TLS.
+//!
+//! Both sides present node certificates and verify the other's with [`TrustBundle`]: chain,
+//! CRLs, plane, and on the connecting side the node it meant to reach. The bundle is shared
+//! and replaceable ([`SharedTrust::replace`]) so a new CRL takes effect on the next
+//! handshake without rebuilding configurations. TLS 1.3 only, ring provider only.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
+    ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use topology::{NodeId, Plane};
+
+use crate::PkiError;
+use crate::verify::{NodeExpectation, TrustBundle, Usage, VerifyError};
+
+/// A trust bundle that can be swapped while connections use it (a new CRL, a new CA).
+#[derive(Debug)]
+pub struct SharedTrust(RwLock<Arc<TrustBundle>>);
+
+impl SharedTrust {
+    /// Shares `bundle`.
+    pub fn new(bundle: TrustBundle) -> Arc<SharedTrust> {
+        Arc::new(SharedTrust(RwLock::new(Arc::new(bundle))))
+    }
+
+    /// The bundle in force.
+    pub fn current(&self) -> Arc<TrustBundle> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `bundle` in force for every handshake from now on.
+    pub fn replace(&self, bundle: TrustBundle) {
+        let mut guard = match self.0.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(bundle);
+    }
+}
+
+/// A node's certificate chain and private key.
+#[derive(Debug)]
+pub struct Credentials {
+    /// Leaf first, then the issuing CA.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Credentials {
+    /// From a PEM chain (leaf first) and a PEM private key.
+    pub fn from_pem(chain_pem: &str, key_pem: &str) -> Result<Credentials, PkiError> {
+        let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| PkiError::BadCertificate("unreadable PEM chain".into()))?;
+        if chain.is_empty() {
+            return Err(PkiError::BadCertificate(
+                "no certificate in the chain".into(),
+            ));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| PkiError::BadKey)?;
+        Ok(Credentials { chain, key })
+    }
+}
+
+/// The one crypto provider: ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The listening side: requires a node certificate for `plane` from every client.
+pub fn node_server_config(
+    trust: Arc<SharedTrust>,
+    plane: Plane,
+    credentials: Credentials,
+) -> Result<ServerConfig, rustls::Error> {
+    let provider = provider();
+    let verifier = NodeClientVerifier {
+        trust,
+        plane,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(credentials.chain, credentials.key)
+}
+
+/// The connecting side: presents its node certificate and accepts only `peer` on `plane`.
+pub fn node_client_config(
+    trust: Arc<SharedTrust>,
+    plane: Plane,
+    peer: NodeId,
+    credentials: Credentials,
+) -> Result<ClientConfig, rustls::Error> {
+    let provider = provider();
+    let verifier = NodePeerVerifier {
+        trust,
+        plane,
+        peer,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous() // a stricter verifier than webpki's server-name check, not a looser one
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(credentials.chain, credentials.key)
+}
+
+/// The server name to dial a node by. Identity is checked on the node id, not this name.
+pub fn server_name(node: &NodeId) -> ServerName<'static> {
+    ServerName::try_from(node.tag())
+        .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()))
+}
+
+/// Turns a refusal into the rustls error that sends the matching TLS alert; the precise
+/// reason rides along in `CertificateError::Other` where TLS has no word for it.
+pub fn to_rustls(err: VerifyError) -> rustls::Error {
+    let certificate = match err {
+        VerifyError::Expired { .. } => CertificateError::Expired,
+        VerifyError::NotYetValid { .. } => CertificateError::NotValidYet,
+        VerifyError::UnknownIssuer => CertificateError::UnknownIssuer,
+        VerifyError::Revoked => CertificateError::Revoked,
+        VerifyError::BadSignature => CertificateError::BadSignature,
+        VerifyError::RevocationUnknown(_) => CertificateError::UnknownRevocationStatus,
+        other => CertificateError::Other(OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(certificate)
+}
+
+/// The precise refusal inside a rustls error, where it carries one.
+pub fn verify_error(err: &rustls::Error) -> Option<&VerifyError> {
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+            inner.downcast_ref()
+        }
+        _ => None,
+    }
+}
+
+fn system_time(now: UnixTime) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs())
+}
+
+/// Verifies connecting nodes.
+#[derive(Debug)]
+struct NodeClientVerifier {
+    trust: Arc<SharedTrust>,
+    plane: Plane,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for NodeClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
+            .chain(intermediates.iter().cloned())
+            .collect();
+        let expect = NodeExpectation {
+            plane: Some(self.plane),
+            ..NodeExpectation::default()
+        };
+        self.trust
+            .current()
+            .verify_node(&chain, system_time(now), Usage::Client, &expect)
+            .map(|_| ClientCertVerified::assertion())
+            .map_err(to_rustls)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Verifies the node a connection was meant to reach.
+#[derive(Debug)]
+struct NodePeerVerifier {
+    trust: Arc<SharedTrust>,
+    plane: Plane,
+    peer: NodeId,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for NodePeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
+            .chain(intermediates.iter().cloned())
+            .collect();
+        let expect = NodeExpectation {
+            plane: Some(self.plane),
+            node: Some(self.peer),
+            wireguard_key: None,
+        };
+        self.trust
+            .current()
+            .verify_node(&chain, system_time(now), Usage::Server, &expect)
+            .map(|_| ServerCertVerified::assertion())
+            .map_err(to_rustls)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
