@@ -1,7 +1,8 @@
 //! `jinbao-controller`: the controller's command line.
 //!
 //! Today: the national model, IP plan and zone policy (`plan …`, `policy …`), answered from
-//! the embedded defaults or the files given with `--plan`, `--network` and `--policy`.
+//! the embedded defaults or the files given with `--plan`, `--network` and `--policy`; and
+//! the CAs (`ca …`, `cert …`, `crl …`), kept in the controller directory `--dir`.
 
 mod cli;
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{plan, policy};
+use cli::{ca, cert, crl, plan, policy};
 
 /// Jinbao WAN controller (金保工程 secure WAN).
 #[derive(Debug, Parser)]
@@ -25,6 +26,15 @@ struct Cli {
     /// Zone policy file (default: the embedded national policy).
     #[arg(long, global = true, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// The controller directory (CAs under DIR/ca).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "JINBAO_DIR",
+        default_value = "/var/lib/jinbao"
+    )]
+    dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +47,15 @@ enum Command {
     /// The zone policy: check a policy file, query reachability, print the zone matrix.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The certificate authorities: national root, ministry and province CAs.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Node and operator certificates: issue from a request, revoke, list.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// The CAs' revocation lists: show, publish the next ones.
+    #[command(subcommand)]
+    Crl(crl::CrlCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,10 +72,16 @@ fn main() -> ExitCode {
         network: cli.network,
         policy: cli.policy,
     };
+    #[allow(clippy::disallowed_methods)] // the one clock read of a command
+    let now = std::time::SystemTime::now();
+    let dir = cli.dir.as_path();
     let mut out = std::io::stdout().lock();
     let outcome = match cli.command {
         Command::Plan(command) => plan::run(command, &files, &mut out),
         Command::Policy(command) => policy::run(command, &files, &mut out),
+        Command::Ca(command) => ca::run(command, &files, dir, now, &mut out),
+        Command::Cert(command) => cert::run(command, &files, dir, now, &mut out),
+        Command::Crl(command) => crl::run(command, dir, now, &mut out),
     };
     match outcome {
         Ok(code) => code,

@@ -180,6 +180,11 @@ impl Reason {
         }
     }
 
+    /// The reason for an RFC 5280 `CRLReason` code, if it is one of these.
+    pub fn from_code(code: u8) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.rcgen() as u8 == code)
+    }
+
     fn rcgen(self) -> rcgen::RevocationReason {
         match self {
             Reason::Unspecified => rcgen::RevocationReason::Unspecified,
@@ -244,8 +249,24 @@ impl Issued {
 
 /// A certificate as PEM.
 pub fn pem_certificate(der: &CertificateDer<'_>) -> String {
-    let body = base64_lines(der.as_ref());
-    format!("-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n")
+    pem_block("CERTIFICATE", der.as_ref())
+}
+
+/// A CRL as PEM (`openssl crl -in` reads it).
+pub fn pem_crl(der: &CertificateRevocationListDer<'_>) -> String {
+    pem_block("X509 CRL", der.as_ref())
+}
+
+/// A certificate's SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let body = base64_lines(der);
+    format!("-----BEGIN {label}-----\n{body}-----END {label}-----\n")
 }
 
 fn base64_lines(bytes: &[u8]) -> String {

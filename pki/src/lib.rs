@@ -26,10 +26,13 @@
 
 pub mod authority;
 pub mod binding;
+pub mod crl;
+pub mod files;
 pub mod inspect;
 pub mod key;
 pub mod profile;
 pub mod request;
+pub mod store;
 pub mod tls;
 pub mod verify;
 

@@ -194,6 +194,7 @@ pub fn read_request_der(der: &[u8]) -> Result<Request, RequestError> {
             rest.len()
         )));
     }
+    strict_envelope(der)?;
     csr.verify_signature()
         .map_err(|_| RequestError::BadSignature)?;
     let info = &csr.certification_request_info;
@@ -261,6 +262,31 @@ pub fn read_request_der(der: &[u8]) -> Result<Request, RequestError> {
                 _ => Err(RequestError::NotJinbao),
             }
         }
+    }
+}
+
+/// The signature does not cover the envelope around the signed part, and x509-parser reads
+/// that envelope leniently (tag classes, a primitive SEQUENCE, unused bits in the signature
+/// are let through): it must be strict DER `SEQUENCE { info, SEQUENCE { OID, parameters? },
+/// BIT STRING }` with the signature in whole bytes, so one request has one encoding.
+fn strict_envelope(der: &[u8]) -> Result<(), RequestError> {
+    let whole_bytes = yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            r.next().read_der()?;
+            r.next().read_sequence(|r| {
+                r.next().read_oid()?;
+                r.read_optional(|r| r.read_der())?;
+                Ok(())
+            })?;
+            let (_, bits) = r.next().read_bitvec_bytes()?;
+            Ok(bits % 8 == 0)
+        })
+    });
+    match whole_bytes {
+        Ok(true) => Ok(()),
+        _ => Err(RequestError::BadDer(
+            "the envelope around the signed request is not strict DER".into(),
+        )),
     }
 }
 
@@ -372,5 +398,33 @@ mod tests {
             Err(RequestError::BadDer(_))
         ));
         assert_eq!(read_request_pem(b"hello"), Err(RequestError::NotPem));
+    }
+
+    #[test]
+    fn a_loose_envelope_around_a_good_signature_is_refused() {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let pem = node_request(&key, &binding(), &["10.32.64.1".parse().unwrap()]).unwrap();
+        let der = CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec();
+        assert!(read_request_der(&der).is_ok());
+        // Unsigned bytes x509-parser lets through: a primitive outer SEQUENCE, and the
+        // signature algorithm's OID tagged context-specific.
+        let mut primitive = der.clone();
+        primitive[0] = 0x10;
+        let ecdsa_sha256 = [
+            0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+        ];
+        let at = der.windows(12).rposition(|w| w == ecdsa_sha256).unwrap();
+        let mut context = der.clone();
+        context[at + 2] = 0x86;
+        for loose in [primitive, context] {
+            assert!(
+                matches!(read_request_der(&loose), Err(RequestError::BadDer(_))),
+                "{:?}",
+                read_request_der(&loose)
+            );
+        }
     }
 }

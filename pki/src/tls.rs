@@ -4,12 +4,19 @@
 //! CRLs, plane, and on the connecting side the node it meant to reach. The bundle is shared
 //! and replaceable ([`SharedTrust::replace`]) so a new CRL takes effect on the next
 //! handshake without rebuilding configurations. TLS 1.3 only, ring provider only.
+//!
+//! Session resumption is off on both sides: a resumed TLS 1.3 session skips certificate
+//! verification, so a node revoked (or expired) after its first handshake could keep
+//! reconnecting on its ticket. Every connection runs the full check against the bundle in
+//! force; node links are few and long-lived, so the extra handshake costs nothing.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::NoServerSessionStorage;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
@@ -93,10 +100,14 @@ pub fn node_server_config(
         plane,
         algorithms: provider.signature_verification_algorithms,
     };
-    ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(credentials.chain, credentials.key)
+        .with_single_cert(credentials.chain, credentials.key)?;
+    // No resumption (see the module docs): no session cache, no tickets.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 /// The connecting side: presents its node certificate and accepts only `peer` on `plane`.
@@ -113,11 +124,14 @@ pub fn node_client_config(
         peer,
         algorithms: provider.signature_verification_algorithms,
     };
-    ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous() // a stricter verifier than webpki's server-name check, not a looser one
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(credentials.chain, credentials.key)
+        .with_client_auth_cert(credentials.chain, credentials.key)?;
+    // No resumption (see the module docs): the server's certificate is checked every time.
+    config.resumption = Resumption::disabled();
+    Ok(config)
 }
 
 /// The server name to dial a node by. Identity is checked on the node id, not this name.
@@ -127,11 +141,19 @@ pub fn server_name(node: &NodeId) -> ServerName<'static> {
 }
 
 /// Turns a refusal into the rustls error that sends the matching TLS alert; the precise
-/// reason rides along in `CertificateError::Other` where TLS has no word for it.
+/// reason rides along in `CertificateError::Other` where TLS has no word for it, and in the
+/// `*Context` variants for validity times.
 pub fn to_rustls(err: VerifyError) -> rustls::Error {
+    let at = |seconds: u64| UnixTime::since_unix_epoch(Duration::from_secs(seconds));
     let certificate = match err {
-        VerifyError::Expired { .. } => CertificateError::Expired,
-        VerifyError::NotYetValid { .. } => CertificateError::NotValidYet,
+        VerifyError::Expired { not_after, now } => CertificateError::ExpiredContext {
+            time: at(now),
+            not_after: at(not_after),
+        },
+        VerifyError::NotYetValid { not_before, now } => CertificateError::NotValidYetContext {
+            time: at(now),
+            not_before: at(not_before),
+        },
         VerifyError::UnknownIssuer => CertificateError::UnknownIssuer,
         VerifyError::Revoked => CertificateError::Revoked,
         VerifyError::BadSignature => CertificateError::BadSignature,
@@ -141,14 +163,31 @@ pub fn to_rustls(err: VerifyError) -> rustls::Error {
     rustls::Error::InvalidCertificate(certificate)
 }
 
-/// The precise refusal inside a rustls error, where it carries one.
-pub fn verify_error(err: &rustls::Error) -> Option<&VerifyError> {
-    match err {
-        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
-            inner.downcast_ref()
+/// The refusal behind a rustls error made by [`to_rustls`]: the inverse mapping, so the side
+/// that refused a certificate can say which check failed whichever TLS alert it sent.
+/// `RevocationUnknown` comes back without its detail (TLS has no room for it).
+pub fn verify_error(err: &rustls::Error) -> Option<VerifyError> {
+    let rustls::Error::InvalidCertificate(certificate) = err else {
+        return None;
+    };
+    Some(match certificate {
+        CertificateError::Other(OtherError(inner)) => inner.downcast_ref::<VerifyError>()?.clone(),
+        CertificateError::ExpiredContext { time, not_after } => VerifyError::Expired {
+            not_after: not_after.as_secs(),
+            now: time.as_secs(),
+        },
+        CertificateError::NotValidYetContext { time, not_before } => VerifyError::NotYetValid {
+            not_before: not_before.as_secs(),
+            now: time.as_secs(),
+        },
+        CertificateError::UnknownIssuer => VerifyError::UnknownIssuer,
+        CertificateError::Revoked => VerifyError::Revoked,
+        CertificateError::BadSignature => VerifyError::BadSignature,
+        CertificateError::UnknownRevocationStatus => {
+            VerifyError::RevocationUnknown("reported by TLS".into())
         }
-        _ => None,
-    }
+        _ => return None,
+    })
 }
 
 fn system_time(now: UnixTime) -> SystemTime {

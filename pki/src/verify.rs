@@ -90,6 +90,9 @@ pub enum VerifyError {
         /// `node` or `operator`.
         expected: &'static str,
     },
+    /// A CRL that is not signed by a CA of the bundle: tampered, or from elsewhere.
+    #[error("CRL refused: {0}")]
+    BadRevocationList(String),
     /// Bytes that are not a well-formed certificate, CRL or chain.
     #[error("malformed: {0}")]
     Malformed(String),
@@ -122,8 +125,9 @@ impl VerifyError {
             E::NameConstraintViolation => VerifyError::OutsideNameConstraints(
                 "an address lies outside the issuing CA's blocks".into(),
             ),
-            E::InvalidSignatureForPublicKey | E::InvalidCrlSignatureForPublicKey => {
-                VerifyError::BadSignature
+            E::InvalidSignatureForPublicKey => VerifyError::BadSignature,
+            E::InvalidCrlSignatureForPublicKey => {
+                VerifyError::BadRevocationList("its signature does not verify".into())
             }
             E::BadDer
             | E::BadDerTime
@@ -132,6 +136,35 @@ impl VerifyError {
             | E::ExtensionValueInvalid => VerifyError::Malformed(format!("{err:?}")),
             other => VerifyError::Rejected(format!("{other:?}")),
         }
+    }
+}
+
+/// Refuses a CRL whose signature does not verify under the bundle's CA that issued it, when
+/// the bundle is built rather than at the first handshake, so a tampered CRL is reported as
+/// the CRL's fault. A CRL from a CA the bundle does not hold (its certificate comes with a
+/// peer's chain) is checked by webpki when it is used.
+fn check_crl_signature<'a>(
+    der: &CertificateRevocationListDer<'_>,
+    mut authorities: impl Iterator<Item = &'a CertificateDer<'static>>,
+) -> Result<(), VerifyError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let (_, crl) = CertificateRevocationList::from_der(der.as_ref())
+        .map_err(|e| VerifyError::Malformed(format!("CRL: {e}")))?;
+    let issuer = authorities.find_map(|ca| {
+        X509Certificate::from_der(ca.as_ref())
+            .ok()
+            .map(|(_, cert)| cert)
+            .filter(|cert| cert.subject().as_raw() == crl.issuer().as_raw())
+    });
+    match issuer {
+        Some(issuer) => crl.verify_signature(issuer.public_key()).map_err(|_| {
+            VerifyError::BadRevocationList(format!(
+                "the signature of the CRL of `{}` does not verify",
+                issuer.subject()
+            ))
+        }),
+        None => Ok(()),
     }
 }
 
@@ -233,6 +266,7 @@ impl TrustBundle {
         let crls = crls
             .iter()
             .map(|der| {
+                check_crl_signature(der, std::iter::once(&root).chain(&intermediates))?;
                 BorrowedCertRevocationList::from_der(der.as_ref())
                     .and_then(|crl| crl.to_owned())
                     .map(CertRevocationList::from)

@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 use common::{Hierarchy, NodeKeys, national};
 use pki::profile::NODE_LIFETIME;
 use pki::request::{Request, node_request, operator_request, read_request_pem};
-use pki::{IssueRefusal, KeyAlgorithm, NodeExpectation, Role, Usage, WireGuardKey};
+use pki::{
+    IssueRefusal, KeyAlgorithm, NodeExpectation, Role, TrustBundle, Usage, VerifyError,
+    WireGuardKey,
+};
 use topology::{Plane, Zone};
 
 fn refusal(hierarchy: &Hierarchy, keys: &NodeKeys, ca: &str) -> String {
@@ -225,4 +228,29 @@ fn authorities_reload_from_pem() {
         &hierarchy.guangdong.key_pem(),
     );
     assert_eq!(mismatch.unwrap_err(), pki::PkiError::KeyMismatch);
+}
+
+#[test]
+fn a_tampered_crl_is_refused_when_the_bundle_is_built() {
+    let hierarchy = Hierarchy::new(KeyAlgorithm::EcdsaP256);
+    let mut crls = hierarchy.crls(&[], 1);
+    let shanxi = crls[2].as_ref().to_vec();
+    let last = shanxi.len() - 1;
+    let mut tampered = shanxi.clone();
+    tampered[last] ^= 0x01; // inside the signature's last INTEGER: still well-formed DER
+    crls[2] = rustls_pki_types::CertificateRevocationListDer::from(tampered);
+    let err = TrustBundle::new(
+        hierarchy.root.certificate().clone(),
+        vec![
+            hierarchy.ministry.certificate().clone(),
+            hierarchy.shanxi.certificate().clone(),
+            hierarchy.guangdong.certificate().clone(),
+        ],
+        &crls,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::BadRevocationList(why) if why.contains("Province CA 14")),
+        "{err}"
+    );
 }
