@@ -152,16 +152,8 @@ impl KeyDir {
     /// The public half of the plane's WireGuard key.
     pub fn wireguard_public(&self, plane: Plane) -> Result<WireGuardKey, IdentityError> {
         let path = self.wireguard_key_path(plane);
-        let text = read_key(&path, plane)?;
-        let bad = || IdentityError::BadKey {
-            path: path.clone(),
-            what: "WireGuard (32 bytes, base64)",
-        };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|_| bad())?;
-        let secret: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
-        Ok(wireguard_public(secret))
+        read_key(&path, plane)?;
+        Ok(wireguard_public(read_wireguard_secret(&path)?))
     }
 
     /// The node's certificate request for `plane` (PEM), asking for the plan's zones (all of
@@ -222,6 +214,20 @@ pub fn planned(
         .into_iter()
         .filter(|(zone, _)| zones.contains(zone))
         .unzip())
+}
+
+/// Reads a WireGuard private key file (base64, as `wg genkey` writes it). The error never
+/// quotes the file.
+pub fn read_wireguard_secret(path: &Path) -> Result<[u8; 32], IdentityError> {
+    let text = std::fs::read_to_string(path).map_err(FileError::at(path))?;
+    let bad = || IdentityError::BadKey {
+        path: path.to_owned(),
+        what: "WireGuard (32 bytes, base64)",
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| bad())?;
+    bytes.try_into().map_err(|_| bad())
 }
 
 /// A fresh X25519 private key, clamped as `wg genkey` writes it.

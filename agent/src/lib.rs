@@ -6,4 +6,14 @@
 //! driven by a thin tokio runtime over UDP and TUN or netlab's emulated underlay, and the
 //! control protocol types (`agent::control`) shared with the controller.
 
+pub mod control;
+pub mod filter;
 pub mod identity;
+pub mod metrics;
+pub mod model;
+pub mod node;
+pub mod pathprobe;
+pub mod probe;
+pub mod route;
+pub mod runtime;
+pub mod show;

@@ -1,9 +1,12 @@
 //! `jinbao-agent`: the node agent's command line.
 //!
-//! Today: the node's identity — `keys generate` makes its keys where they will be used, `csr`
-//! writes the certificate request its province CA signs (`jinbao-controller cert issue`).
-//! Requests follow the embedded national plan; the controller's enrollment (issue 5) will
-//! hand nodes their plan instead.
+//! The node's identity — `keys generate` makes its keys where they will be used, `csr`
+//! writes the certificate request its province CA signs (`jinbao-controller cert issue`);
+//! `run` brings the overlay up from a config bundle, `show` prints a running agent's state
+//! the way `wg show` does. Requests follow the embedded national plan; the controller's
+//! enrollment (issue 5) will hand nodes their plan and push their bundles.
+
+mod run;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,6 +49,24 @@ enum Command {
         /// Write here instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Run the overlay from a config bundle until SIGTERM or Ctrl-C.
+    Run {
+        /// The config bundle (TOML, or JSON when it ends in .json).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Serve Prometheus metrics (/metrics) and the status (/status) here.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9586")]
+        metrics: std::net::SocketAddr,
+    },
+    /// Show a running agent's planes, peers, handshakes, transfer and health.
+    Show {
+        /// The agent's metrics address.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9586")]
+        agent: std::net::SocketAddr,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -112,6 +133,15 @@ fn run(cli: Cli) -> Result<()> {
                     pki::files::replace(&path, pem.as_bytes(), pki::files::Secrecy::Public)?
                 }
                 None => out.write_all(pem.as_bytes())?,
+            }
+        }
+        Command::Run { config, metrics } => run::run(&config, metrics)?,
+        Command::Show { agent, json } => {
+            let status = run::fetch_status(agent)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            } else {
+                write!(out, "{}", agent::show::render(&status, None))?;
             }
         }
     }

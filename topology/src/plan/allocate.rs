@@ -259,6 +259,19 @@ impl Allocation {
             .find_map(|(z, net)| (z == zone).then_some(net))
     }
 
+    /// A plane's supernet, if the plan has the plane.
+    pub fn supernet(&self, plane: Plane) -> Option<IpNet> {
+        Some(self.plane_blocks(plane)?.layout.supernet)
+    }
+
+    /// Every node the plane reaches, with its blocks, in node order.
+    pub(super) fn node_blocks(&self, plane: Plane) -> impl Iterator<Item = (NodeIx, NodeBlock)> {
+        self.plane_blocks(plane)
+            .into_iter()
+            .flat_map(|p| p.blocks.iter().enumerate())
+            .filter_map(|(i, b)| Some((NodeIx(u32::try_from(i).ok()?), (*b)?)))
+    }
+
     /// An index from addresses to the nodes that own them.
     pub fn locator(&self) -> Locator<'_> {
         let planes = self

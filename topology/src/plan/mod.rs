@@ -10,6 +10,7 @@
 
 mod allocate;
 mod block;
+mod index;
 pub mod inventory;
 mod naming;
 
@@ -24,6 +25,7 @@ use crate::source::{Located, Problems, SourceText};
 use crate::vocabulary::{Plane, Tier, Zone};
 
 pub use allocate::{Allocation, AllocationError, Locator, NoRoom, NodeBlock, Owner};
+pub use index::AddressIndex;
 pub use naming::{DeviceName, NamingRule};
 
 /// The embedded national plan, also shipped as `topology/defaults/plan.toml`.

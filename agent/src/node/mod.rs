@@ -1,0 +1,263 @@
+//! The sans-IO node core: one agent's overlay on every plane it serves, as a state machine.
+//!
+//! Like boringtun's `noise::Tunn` and quinn-proto, a [`Node`] owns no socket, clock or task:
+//! the runtime hands it underlay datagrams, local packets and timer ticks with the time they
+//! happened, and it returns [`Output`]s — datagrams to send, packets to deliver, events. The
+//! same core runs over real UDP, over netlab's emulated underlay, and in tests that step time
+//! by hand.
+//!
+//! Each plane is an independent instance ([`plane::PlaneNode`]) with its own WireGuard key,
+//! port, routes, peers and zone filter: nothing in one instance can name another's peers or
+//! routes, so a packet can never leave through another plane (a test shows it).
+//!
+//! Time: everything of ours takes `now`. boringtun's `Tunn` reads the monotonic clock itself
+//! for its handshake timers (rekey after 120 s, retry after 5 s, keepalives); we let it, and
+//! only drive `update_timers` from our tick. Tests therefore control every timer of ours
+//! exactly, and WireGuard's in real time — which none of them waits for: handshakes are
+//! started by the first packet, not by a timer. (boringtun's `mock-instant` feature would
+//! make its clock a process-wide mock shared by parallel tests, which is worse.)
+
+mod peer;
+mod plane;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use pki::TrustBundle;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use topology::{NodeId, Plane};
+
+use crate::control::{Bundle, Status};
+use crate::model::Model;
+
+pub use plane::PlaneNode;
+
+/// What the core asks its runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a datagram on the underlay, from one of the plane's local addresses.
+    Transmit {
+        /// The plane instance.
+        plane: Plane,
+        /// The local address (socket) to send from.
+        from: SocketAddr,
+        /// Where to.
+        to: SocketAddr,
+        /// The bytes.
+        datagram: Vec<u8>,
+    },
+    /// Deliver an overlay packet to this node's interface on the plane (TUN or in-memory).
+    Deliver {
+        /// The plane instance.
+        plane: Plane,
+        /// The IP packet.
+        packet: Vec<u8>,
+    },
+    /// Something an operator wants to know happened.
+    Event(Event),
+}
+
+/// What happened, for logs and the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A peer's probes changed its health.
+    PeerHealth {
+        /// The plane.
+        plane: Plane,
+        /// The peer.
+        peer: NodeId,
+        /// Now up (or down).
+        up: bool,
+    },
+    /// Uplink traffic moved to another path.
+    PathSwitch {
+        /// The plane.
+        plane: Plane,
+        /// The uplink peer.
+        peer: NodeId,
+        /// Now on the backup (or back on the primary).
+        backup: bool,
+    },
+}
+
+/// Why a node could not be built from a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The bundle's trust section does not load.
+    #[error("trust: {0}")]
+    Trust(String),
+    /// This node's own certificate for a plane is unusable.
+    #[error("{plane}: own certificate: {reason}")]
+    OwnCertificate {
+        /// The plane.
+        plane: Plane,
+        /// Why.
+        reason: String,
+    },
+    /// No private key given for a plane of the bundle.
+    #[error("{0}: no WireGuard private key")]
+    MissingKey(Plane),
+    /// The node is not on a plane the bundle configures.
+    #[error("{node} is not on the {plane} plane of the plan")]
+    NotOnPlane {
+        /// The node.
+        node: NodeId,
+        /// The plane.
+        plane: Plane,
+    },
+}
+
+/// One agent: an instance per plane.
+pub struct Node {
+    node: NodeId,
+    version: u64,
+    planes: Vec<PlaneNode>,
+}
+
+impl Node {
+    /// Builds the node from its bundle, its WireGuard private keys (per plane) and the model
+    /// the bundle names. Peers whose certificate fails verification at `wall` are refused
+    /// and listed in the status with the reason; the rest come up.
+    pub fn new(
+        bundle: &Bundle,
+        keys: &[(Plane, [u8; 32])],
+        model: Arc<Model>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Node, NodeError> {
+        let trust = trust_bundle(bundle)?;
+        let planes = bundle
+            .planes
+            .iter()
+            .map(|config| {
+                let key = keys
+                    .iter()
+                    .find(|(p, _)| *p == config.plane)
+                    .map(|(_, k)| *k)
+                    .ok_or(NodeError::MissingKey(config.plane))?;
+                PlaneNode::new(bundle, config, key, &trust, Arc::clone(&model), now, wall)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Node {
+            node: bundle.node,
+            version: bundle.version,
+            planes,
+        })
+    }
+
+    /// The node.
+    pub fn id(&self) -> NodeId {
+        self.node
+    }
+
+    /// The plane instances.
+    pub fn planes(&self) -> &[PlaneNode] {
+        &self.planes
+    }
+
+    /// An underlay datagram arrived at `local` from `from` on `plane`'s instance.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        plane: Plane,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(instance) = self.plane_mut(plane) {
+            instance.handle_datagram(now, local, from, datagram, out);
+        }
+    }
+
+    /// A packet from this node's own interface on `plane`, to send into the overlay.
+    pub fn handle_local(
+        &mut self,
+        now: Instant,
+        plane: Plane,
+        packet: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(instance) = self.plane_mut(plane) {
+            instance.handle_local(now, packet, out);
+        }
+    }
+
+    /// Timers: probes, path probes, WireGuard's own timers, failover. Call at
+    /// [`Node::next_timeout`] (or earlier; it is idempotent).
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        for instance in &mut self.planes {
+            instance.handle_timeout(now, out);
+        }
+    }
+
+    /// When [`Node::handle_timeout`] next has something to do.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.planes.iter().filter_map(PlaneNode::next_timeout).min()
+    }
+
+    /// The state of every plane, peer and filter rule.
+    pub fn status(&self, now: Instant) -> Status {
+        Status {
+            node: Some(self.node),
+            version: self.version,
+            planes: self.planes.iter().map(|p| p.status(now)).collect(),
+        }
+    }
+
+    /// Replaces the trust bundle (a new CRL): peers whose certificate no longer verifies
+    /// are torn down and listed as refused.
+    pub fn update_trust(
+        &mut self,
+        bundle: &Bundle,
+        wall: SystemTime,
+    ) -> Result<Vec<(Plane, NodeId, String)>, NodeError> {
+        let trust = trust_bundle(bundle)?;
+        let mut dropped = Vec::new();
+        for instance in &mut self.planes {
+            for (peer, reason) in instance.recheck_peers(&trust, wall) {
+                dropped.push((instance.plane(), peer, reason));
+            }
+        }
+        Ok(dropped)
+    }
+
+    fn plane_mut(&mut self, plane: Plane) -> Option<&mut PlaneNode> {
+        self.planes.iter_mut().find(|p| p.plane() == plane)
+    }
+}
+
+/// The bundle's root, issuing CAs and CRLs as a verifier.
+fn trust_bundle(bundle: &Bundle) -> Result<TrustBundle, NodeError> {
+    let bad = |what: &str| NodeError::Trust(format!("{what} is not PEM"));
+    let root = CertificateDer::from_pem_slice(bundle.trust.root.as_bytes())
+        .map_err(|_| bad("the root"))?;
+    let intermediates = bundle
+        .trust
+        .intermediates
+        .iter()
+        .map(|pem| CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| bad("an issuing CA")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let crls = bundle
+        .trust
+        .crls
+        .iter()
+        .map(|pem| {
+            CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).map_err(|_| bad("a CRL"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    TrustBundle::new(root, intermediates, &crls).map_err(|e| NodeError::Trust(e.to_string()))
+}
+
+/// A certificate chain from PEM (leaf first).
+pub(crate) fn chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| "the certificate is not PEM".to_owned())?;
+    if chain.is_empty() {
+        return Err("no certificate".into());
+    }
+    Ok(chain)
+}

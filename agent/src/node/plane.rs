@@ -1,0 +1,600 @@
+//! One plane's overlay instance: the datapath (decapsulate → filter → route → deliver or
+//! re-encapsulate) and the timers (probes, path probes, WireGuard, failover).
+//!
+//! Every packet that comes out of a tunnel is checked against the peer's allowed prefixes
+//! (cryptokey routing), then intercepted if it is a link probe for this node, else filtered
+//! and routed. Every packet from the local interface is filtered before it is encrypted. A
+//! hub (province, ministry) forwards between its children and its uplink through the same
+//! path, so forwarded traffic is filtered at every hop.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use pki::{TrustBundle, WireGuardKey};
+use topology::{NodeId, Plane, Zone};
+
+use super::peer::{Peer, check_certificate};
+use super::{NodeError, Output};
+use crate::control::{Bundle, PathChoice, PeerHealth, PeerRole, PlaneConfig, PlaneStatus};
+use crate::filter::{Verdict, ZoneFilter};
+use crate::model::Model;
+use crate::pathprobe::{self, PathHealth, PathProber};
+use crate::probe::{parse_probe_packet, probe_packet};
+use crate::route::{Hop, RouteTable};
+
+/// WireGuard timers are driven at this period (as boringtun's own device does).
+const WIREGUARD_TICK: Duration = Duration::from_millis(250);
+/// The handshake rate limiter's window.
+const LIMITER_RESET: Duration = Duration::from_secs(1);
+/// Handshakes per second before cookies are demanded (boringtun's device default).
+const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// Room for the largest datagram plus WireGuard's overhead.
+const BUFFER: usize = 65_535 + 148;
+
+/// One plane's instance.
+pub struct PlaneNode {
+    plane: Plane,
+    listen: SocketAddr,
+    backup_listen: Option<SocketAddr>,
+    private: StaticSecret,
+    public: WireGuardKey,
+    limiter: Arc<RateLimiter>,
+    /// Indexed by the tunnel index; `None` once a peer is torn down (revoked).
+    peers: Vec<Option<Peer>>,
+    by_key: HashMap<[u8; 32], usize>,
+    routes: RouteTable,
+    filter: ZoneFilter,
+    paths: PathProber,
+    refused: Vec<(NodeId, String)>,
+    malformed: u64,
+    unroutable: u64,
+    rx_buffer: Vec<u8>,
+    tx_buffer: Vec<u8>,
+    next_wireguard_tick: Instant,
+    next_limiter_reset: Instant,
+}
+
+impl PlaneNode {
+    pub(super) fn new(
+        bundle: &Bundle,
+        config: &PlaneConfig,
+        key: [u8; 32],
+        trust: &TrustBundle,
+        model: Arc<Model>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<PlaneNode, NodeError> {
+        let plane = config.plane;
+        let private = StaticSecret::from(key);
+        let public = PublicKey::from(&private);
+        let own = own_addresses(&model, bundle.node, plane)?;
+        let own_probe = own
+            .iter()
+            .find(|(zone, _, _)| *zone == Zone::Mgmt)
+            .or(own.first())
+            .map(|(_, addr, _)| *addr);
+        let mut routes = RouteTable::new();
+        for (_, _, block) in &own {
+            routes.insert(*block, Hop::Local);
+        }
+        if let Some(block) = subtree_block(&model, bundle.node, plane) {
+            routes.insert(block, Hop::Unreachable);
+        }
+        let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        let settings = &bundle.probes;
+        let mut paths = PathProber::new(key, settings.path_interval(), settings.down_after, now);
+        let (mut peers, mut by_key, mut refused) = (Vec::new(), HashMap::new(), Vec::new());
+        for peer_config in &config.peers {
+            let index = peers.len();
+            let probing = own_probe
+                .zip(peer_probe_address(&model, peer_config.node, plane))
+                .map(|(ours, theirs)| (settings, ours, theirs, now));
+            let admitted = Peer::admit(
+                peer_config,
+                plane,
+                index as u32,
+                &private,
+                &limiter,
+                trust,
+                wall,
+                probing,
+                config.listen,
+            );
+            match admitted {
+                Ok(peer) => {
+                    let key = peer_config.public_key;
+                    paths.allow_peer(key);
+                    if peer.failover.is_some() {
+                        for endpoint in [peer_config.endpoint, peer_config.backup]
+                            .into_iter()
+                            .flatten()
+                        {
+                            paths.add_path(key, endpoint, now);
+                        }
+                    }
+                    for prefix in &peer_config.allowed {
+                        routes.insert(*prefix, Hop::Peer(index));
+                    }
+                    by_key.insert(key.0, index);
+                    peers.push(Some(peer));
+                }
+                Err(reason) => {
+                    tracing::warn!(%plane, peer = %peer_config.node, %reason, "peer refused");
+                    refused.push((peer_config.node, reason));
+                    peers.push(None);
+                }
+            }
+        }
+        Ok(PlaneNode {
+            plane,
+            listen: config.listen,
+            backup_listen: config.backup_listen,
+            private,
+            public: WireGuardKey(public.to_bytes()),
+            limiter,
+            peers,
+            by_key,
+            routes,
+            filter: ZoneFilter::new(Arc::clone(&model), plane, &bundle.filter),
+            paths,
+            refused,
+            malformed: 0,
+            unroutable: 0,
+            rx_buffer: vec![0; BUFFER],
+            tx_buffer: vec![0; BUFFER],
+            next_wireguard_tick: now,
+            next_limiter_reset: now + LIMITER_RESET,
+        })
+    }
+
+    /// The plane.
+    pub fn plane(&self) -> Plane {
+        self.plane
+    }
+
+    /// The underlay address it listens on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The second underlay address, if any.
+    pub fn backup_listen(&self) -> Option<SocketAddr> {
+        self.backup_listen
+    }
+
+    /// This instance's WireGuard public key.
+    pub fn public_key(&self) -> WireGuardKey {
+        self.public
+    }
+
+    /// Peers refused, with the reason.
+    pub fn refused(&self) -> &[(NodeId, String)] {
+        &self.refused
+    }
+
+    pub(super) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        if pathprobe::is_path_probe(datagram) {
+            if let Some((to, reply)) = self.paths.on_datagram(now, from, datagram) {
+                self.transmit(local, to, reply, out);
+            }
+            return;
+        }
+        let index = match Tunn::parse_incoming_packet(datagram) {
+            Ok(Packet::HandshakeInit(init)) => {
+                let mut cookie = [0u8; 64];
+                match self
+                    .limiter
+                    .verify_packet(Some(from.ip()), datagram, &mut cookie)
+                {
+                    Ok(_) => {}
+                    Err(TunnResult::WriteToNetwork(reply)) => {
+                        let reply = reply.to_vec();
+                        self.transmit(local, from, reply, out);
+                        return;
+                    }
+                    Err(_) => {
+                        self.malformed += 1;
+                        return;
+                    }
+                }
+                let public = PublicKey::from(&self.private);
+                match parse_handshake_anon(&self.private, &public, &init) {
+                    Ok(half) => self.by_key.get(&half.peer_static_public).copied(),
+                    Err(_) => None,
+                }
+            }
+            Ok(Packet::HandshakeResponse(p)) => Some((p.receiver_idx >> 8) as usize),
+            Ok(Packet::PacketCookieReply(p)) => Some((p.receiver_idx >> 8) as usize),
+            Ok(Packet::PacketData(p)) => Some((p.receiver_idx >> 8) as usize),
+            Err(_) => None,
+        };
+        match index.filter(|&i| matches!(self.peers.get(i), Some(Some(_)))) {
+            Some(index) => self.decapsulate(now, index, local, from, datagram, out),
+            None => self.malformed += 1,
+        }
+    }
+
+    fn decapsulate(
+        &mut self,
+        now: Instant,
+        index: usize,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        let mut buffer = std::mem::take(&mut self.rx_buffer);
+        let mut input = datagram;
+        while let Some(Some(peer)) = self.peers.get_mut(index) {
+            let result = peer.tunn.decapsulate(Some(from.ip()), input, &mut buffer);
+            input = &[];
+            match result {
+                TunnResult::Done => break,
+                TunnResult::Err(err) => {
+                    tracing::debug!(plane = %self.plane, peer = %peer.config.node, ?err, "datagram refused");
+                    self.malformed += 1;
+                    break;
+                }
+                TunnResult::WriteToNetwork(reply) => {
+                    let reply = reply.to_vec();
+                    self.roam(index, local, from);
+                    self.transmit(local, from, reply, out);
+                    // Packets queued while the handshake ran follow (empty input).
+                }
+                TunnResult::WriteToTunnelV4(packet, source) => {
+                    let len = packet.len();
+                    self.roam(index, local, from);
+                    self.inbound(now, index, IpAddr::V4(source), &buffer[..len], out);
+                    break;
+                }
+                TunnResult::WriteToTunnelV6(packet, source) => {
+                    let len = packet.len();
+                    self.roam(index, local, from);
+                    self.inbound(now, index, IpAddr::V6(source), &buffer[..len], out);
+                    break;
+                }
+            }
+        }
+        self.rx_buffer = buffer;
+    }
+
+    /// A peer without a fixed path answers where it was last heard from (WireGuard roaming);
+    /// an uplink's path is chosen by failover instead.
+    fn roam(&mut self, index: usize, local: SocketAddr, from: SocketAddr) {
+        if let Some(Some(peer)) = self.peers.get_mut(index)
+            && peer.failover.is_none()
+        {
+            peer.endpoint = Some((local, from));
+        }
+    }
+
+    /// A packet out of peer `index`'s tunnel.
+    fn inbound(
+        &mut self,
+        now: Instant,
+        index: usize,
+        source: IpAddr,
+        packet: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        let Some(Some(peer)) = self.peers.get_mut(index) else {
+            return;
+        };
+        peer.traffic.rx_packets += 1;
+        peer.traffic.rx_bytes += packet.len() as u64;
+        if !peer.allows_source(source) {
+            tracing::debug!(plane = %self.plane, peer = %peer.config.node, %source, "source outside the peer's allowed prefixes");
+            self.unroutable += 1;
+            return;
+        }
+        if let Some((probe, ours, theirs)) = &mut peer.probe
+            && let Some((src, dst, message)) = parse_probe_packet(packet)
+            && dst == *ours
+            && src == *theirs
+        {
+            if let Some(reply) = probe.on_message(now, &message) {
+                let reply = probe_packet(*ours, *theirs, &reply);
+                self.encapsulate(index, &reply, out);
+            }
+            return;
+        }
+        self.route(now, Some(index), packet, out);
+    }
+
+    pub(super) fn handle_local(&mut self, now: Instant, packet: &[u8], out: &mut Vec<Output>) {
+        self.route(now, None, packet, out);
+    }
+
+    /// Filters and routes a packet that came out of tunnel `came_from` (or from the local
+    /// interface when `None`).
+    fn route(
+        &mut self,
+        now: Instant,
+        came_from: Option<usize>,
+        packet: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        let Some(destination) = Tunn::dst_address(packet) else {
+            self.malformed += 1;
+            return;
+        };
+        let hop = self.routes.lookup(destination);
+        let next = match hop {
+            Some(Hop::Local) if came_from.is_some() => None,
+            Some(Hop::Peer(to))
+                if Some(to) != came_from && matches!(self.peers.get(to), Some(Some(_))) =>
+            {
+                Some(to)
+            }
+            _ => {
+                self.unroutable += 1;
+                return;
+            }
+        };
+        match self.filter.check(now, packet) {
+            Verdict::Allow { .. } => {}
+            Verdict::Deny(_) | Verdict::Malformed => return,
+        }
+        match next {
+            Some(to) => self.encapsulate(to, packet, out),
+            None => out.push(Output::Deliver {
+                plane: self.plane,
+                packet: packet.to_vec(),
+            }),
+        }
+    }
+
+    /// Encrypts `packet` into peer `index`'s tunnel and sends it on the peer's current path.
+    fn encapsulate(&mut self, index: usize, packet: &[u8], out: &mut Vec<Output>) {
+        let mut buffer = std::mem::take(&mut self.tx_buffer);
+        if let Some(Some(peer)) = self.peers.get_mut(index) {
+            let endpoint = peer.endpoint;
+            match (peer.tunn.encapsulate(packet, &mut buffer), endpoint) {
+                (TunnResult::WriteToNetwork(datagram), Some((local, remote))) => {
+                    peer.traffic.tx_packets += 1;
+                    peer.traffic.tx_bytes += packet.len() as u64;
+                    out.push(Output::Transmit {
+                        plane: self.plane,
+                        from: local,
+                        to: remote,
+                        datagram: datagram.to_vec(),
+                    });
+                }
+                (TunnResult::WriteToNetwork(_), None) => self.unroutable += 1,
+                (TunnResult::Err(err), _) => {
+                    tracing::debug!(plane = %self.plane, peer = %peer.config.node, ?err, "encapsulation failed");
+                }
+                _ => {}
+            }
+        }
+        self.tx_buffer = buffer;
+    }
+
+    fn transmit(
+        &self,
+        local: SocketAddr,
+        to: SocketAddr,
+        datagram: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) {
+        out.push(Output::Transmit {
+            plane: self.plane,
+            from: local,
+            to,
+            datagram,
+        });
+    }
+
+    pub(super) fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        for (to, datagram) in self.paths.poll(now) {
+            self.transmit(self.listen, to, datagram, out);
+        }
+        for index in 0..self.peers.len() {
+            self.probe_peer(now, index, out);
+            self.fail_over(now, index, out);
+        }
+        if now >= self.next_wireguard_tick {
+            self.next_wireguard_tick = now + WIREGUARD_TICK;
+            self.wireguard_timers(out);
+        }
+        if now >= self.next_limiter_reset {
+            self.next_limiter_reset = now + LIMITER_RESET;
+            self.limiter.reset_count();
+        }
+    }
+
+    fn probe_peer(&mut self, now: Instant, index: usize, out: &mut Vec<Output>) {
+        let plane = self.plane;
+        let Some(Some(peer)) = self.peers.get_mut(index) else {
+            return;
+        };
+        let mut requests = Vec::new();
+        if let Some((probe, ours, theirs)) = &mut peer.probe {
+            while let Some(message) = probe.poll(now) {
+                requests.push(probe_packet(*ours, *theirs, &message));
+            }
+        }
+        let health = peer.health();
+        if health != peer.reported && health != PeerHealth::Unknown {
+            peer.reported = health;
+            tracing::info!(%plane, peer = %peer.config.node, ?health, "peer health");
+            out.push(Output::Event(super::Event::PeerHealth {
+                plane,
+                peer: peer.config.node,
+                up: health == PeerHealth::Up,
+            }));
+        }
+        for request in requests {
+            self.encapsulate(index, &request, out);
+        }
+    }
+
+    /// Moves an uplink with a backup to the path the probes say is healthy.
+    fn fail_over(&mut self, now: Instant, index: usize, out: &mut Vec<Output>) {
+        let plane = self.plane;
+        let listen = self.listen;
+        let Some(Some(peer)) = self.peers.get_mut(index) else {
+            return;
+        };
+        let (Some(primary), Some(backup)) = (peer.config.endpoint, peer.config.backup) else {
+            return;
+        };
+        let key = peer.config.public_key;
+        let overlay = peer.health();
+        let underlay = |endpoint| health_of(self.paths.health(&key, endpoint));
+        let primary_health = match (peer.path, underlay(primary)) {
+            // On the primary, the tunnel's own probes count too: a cut shows in both.
+            (PathChoice::Primary, PeerHealth::Up) if overlay == PeerHealth::Down => {
+                PeerHealth::Down
+            }
+            (_, health) => health,
+        };
+        let backup_health = underlay(backup);
+        let Some(failover) = &mut peer.failover else {
+            return;
+        };
+        let choice = failover.update(now, primary_health, Some(backup_health));
+        if choice != peer.path {
+            peer.path = choice;
+            let remote = match choice {
+                PathChoice::Primary => primary,
+                PathChoice::Backup => backup,
+            };
+            peer.endpoint = Some((listen, remote));
+            tracing::info!(%plane, peer = %peer.config.node, ?choice, "uplink path switched");
+            out.push(Output::Event(super::Event::PathSwitch {
+                plane,
+                peer: peer.config.node,
+                backup: choice == PathChoice::Backup,
+            }));
+        }
+    }
+
+    fn wireguard_timers(&mut self, out: &mut Vec<Output>) {
+        let mut buffer = std::mem::take(&mut self.tx_buffer);
+        for peer in self.peers.iter_mut().flatten() {
+            if let (TunnResult::WriteToNetwork(datagram), Some((local, remote))) =
+                (peer.tunn.update_timers(&mut buffer), peer.endpoint)
+            {
+                out.push(Output::Transmit {
+                    plane: self.plane,
+                    from: local,
+                    to: remote,
+                    datagram: datagram.to_vec(),
+                });
+            }
+        }
+        self.tx_buffer = buffer;
+    }
+
+    pub(super) fn next_timeout(&self) -> Option<Instant> {
+        let probes = self
+            .peers
+            .iter()
+            .flatten()
+            .filter_map(|peer| peer.probe.as_ref().map(|(probe, ..)| probe.next_timeout()));
+        probes
+            .chain(self.paths.next_timeout())
+            .chain([self.next_wireguard_tick, self.next_limiter_reset])
+            .min()
+    }
+
+    pub(super) fn status(&self, _now: Instant) -> PlaneStatus {
+        PlaneStatus {
+            plane: self.plane,
+            listen: self.listen,
+            public_key: self.public,
+            peers: self.peers.iter().flatten().map(Peer::status).collect(),
+            refused: self.refused.clone(),
+            rules: self.filter.rule_counters(),
+            default_denied: self.filter.default_denied(),
+            malformed: self.malformed + self.filter.malformed(),
+            unroutable: self.unroutable,
+        }
+    }
+
+    /// Re-verifies every managed peer against a new trust bundle; tears down and returns
+    /// those that fail (a revoked certificate).
+    pub(super) fn recheck_peers(
+        &mut self,
+        trust: &TrustBundle,
+        wall: SystemTime,
+    ) -> Vec<(NodeId, String)> {
+        let mut dropped = Vec::new();
+        for slot in &mut self.peers {
+            let Some(peer) = slot else { continue };
+            if peer.config.role == PeerRole::Unmanaged {
+                continue;
+            }
+            if let Err(reason) = check_certificate(&peer.config, self.plane, trust, wall) {
+                tracing::warn!(plane = %self.plane, peer = %peer.config.node, %reason, "peer torn down");
+                self.by_key.remove(&peer.config.public_key.0);
+                self.paths.remove_peer(&peer.config.public_key);
+                dropped.push((peer.config.node, reason.clone()));
+                self.refused.push((peer.config.node, reason));
+                *slot = None;
+            }
+        }
+        dropped
+    }
+}
+
+fn health_of(path: PathHealth) -> PeerHealth {
+    match path {
+        PathHealth::Up => PeerHealth::Up,
+        PathHealth::Down => PeerHealth::Down,
+        PathHealth::Unknown => PeerHealth::Unknown,
+    }
+}
+
+/// This node's zone addresses and blocks on the plane: (zone, first host, zone block).
+fn own_addresses(
+    model: &Model,
+    node: NodeId,
+    plane: Plane,
+) -> Result<Vec<(Zone, IpAddr, ipnet::IpNet)>, NodeError> {
+    let ix = model
+        .network
+        .lookup(&node)
+        .ok_or(NodeError::NotOnPlane { node, plane })?;
+    let blocks = model.allocation.zones(plane, ix);
+    if blocks.is_empty() {
+        return Err(NodeError::NotOnPlane { node, plane });
+    }
+    let addresses = model.allocation.overlay_addresses(plane, ix);
+    Ok(blocks
+        .into_iter()
+        .zip(addresses)
+        .map(|((zone, block), (_, addr))| (zone, addr, block))
+        .collect())
+}
+
+/// Everything routed to the node on the plane: its own block and its children's.
+fn subtree_block(model: &Model, node: NodeId, plane: Plane) -> Option<ipnet::IpNet> {
+    let ix = model.network.lookup(&node)?;
+    model.allocation.node(plane, ix).map(|blocks| blocks.block)
+}
+
+/// The overlay address a peer answers link probes on: its mgmt zone's first host.
+fn peer_probe_address(model: &Model, node: NodeId, plane: Plane) -> Option<IpAddr> {
+    let ix = model.network.lookup(&node)?;
+    let addresses = model.allocation.overlay_addresses(plane, ix);
+    addresses
+        .iter()
+        .find(|(zone, _)| *zone == Zone::Mgmt)
+        .or(addresses.first())
+        .map(|(_, addr)| *addr)
+}
