@@ -6,7 +6,10 @@
 //! filter, route, deliver) — `Node::handle_local` → `Node::handle_datagram`, the whole sans-IO
 //! core with no sockets. Goal: ≥ 0.85 of the reference.
 //!
-//! `cargo bench -p agent --bench datapath` (`-- --quick` for a short run).
+//! A middle row shows boringtun's bare `encapsulate` + `decapsulate` between two `Tunn`s,
+//! so the table separates what WireGuard costs from what routing and filtering add.
+//!
+//! `cargo bench -p agent --bench datapath` (`-- --quick` for a short run, `-- --size 64`).
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // a benchmark reads the clock
 
 #[path = "../tests/common/mod.rs"]
@@ -35,8 +38,16 @@ fn main() {
         "datapath: city {CITY} → province {PROVINCE}, {PLANE} plane, one thread, {budget:?} per cell\n"
     );
     println!(
-        "{:>7}  {:>16}  {:>16}  {:>10}  {:>9}  {:>6}  {:>4}",
-        "packet", "raw AEAD pkt/s", "core pkt/s", "core Gbit/s", "ratio", "goal", "met"
+        "{:>7}  {:>15}  {:>15}  {:>12}  {:>11}  {:>10}  {:>12}  {:>5}  {:>4}",
+        "packet",
+        "raw AEAD pkt/s",
+        "boringtun pkt/s",
+        "core pkt/s",
+        "core Gbit/s",
+        "bt ÷ raw",
+        "core ÷ raw",
+        "goal",
+        "met"
     );
     let only: Option<usize> = std::env::args()
         .skip_while(|a| a != "--size")
@@ -47,11 +58,13 @@ fn main() {
         .filter(|s| only.is_none_or(|o| o == *s))
     {
         let raw = raw_aead(size, budget);
+        let bare = boringtun_bare(size, budget);
         let core = core_path(&lab, size, budget);
         let ratio = core / raw;
         println!(
-            "{size:>7}  {raw:>16.0}  {core:>16.0}  {:>10.2}  {ratio:>9.3}  {GOAL:>6}  {:>4}",
+            "{size:>7}  {raw:>15.0}  {bare:>15.0}  {core:>12.0}  {:>11.2}  {:>10.3}  {ratio:>12.3}  {GOAL:>5}  {:>4}",
             core * size as f64 * 8.0 / 1e9,
+            bare / raw,
             if ratio >= GOAL { "yes" } else { "no" }
         );
     }
@@ -83,6 +96,53 @@ fn raw_aead(size: usize, budget: Duration) -> f64 {
             .unwrap()
             .len();
         buffer.truncate(plain);
+    })
+}
+
+/// Two bare boringtun tunnels: encapsulate on one, decapsulate on the other.
+fn boringtun_bare(size: usize, budget: Duration) -> f64 {
+    use boringtun::noise::{Tunn, TunnResult};
+    use boringtun::x25519::{PublicKey, StaticSecret};
+    let (a_key, b_key) = (StaticSecret::random(), StaticSecret::random());
+    let (a_pub, b_pub) = (PublicKey::from(&a_key), PublicKey::from(&b_key));
+    let mut a = Tunn::new(a_key, b_pub, None, None, 1, None);
+    let mut b = Tunn::new(b_key, a_pub, None, None, 2, None);
+    let mut packet = packet(
+        "10.0.0.1".parse().unwrap(),
+        "10.0.0.2".parse().unwrap(),
+        17,
+        9,
+        false,
+    );
+    pad(&mut packet, size);
+    let (mut wire, mut plain) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+    // Handshake: a's first packet is queued behind the initiation.
+    let TunnResult::WriteToNetwork(init) = a.encapsulate(&packet, &mut wire) else {
+        panic!()
+    };
+    let init = init.to_vec();
+    let TunnResult::WriteToNetwork(response) = b.decapsulate(None, &init, &mut plain) else {
+        panic!()
+    };
+    let response = response.to_vec();
+    let mut scratch = vec![0u8; 65_536];
+    while !matches!(
+        a.decapsulate(None, &response, &mut scratch),
+        TunnResult::Done | TunnResult::Err(_)
+    ) {}
+    while let TunnResult::WriteToNetwork(queued) = a.decapsulate(None, &[], &mut scratch) {
+        let queued = queued.to_vec();
+        let _ = b.decapsulate(None, &queued, &mut plain);
+    }
+    rate(budget, || {
+        let TunnResult::WriteToNetwork(datagram) = a.encapsulate(&packet, &mut wire) else {
+            panic!("no session")
+        };
+        let len = datagram.len();
+        match b.decapsulate(None, &wire[..len], &mut plain) {
+            TunnResult::WriteToTunnelV4(..) => {}
+            other => panic!("{other:?}"),
+        }
     })
 }
 

@@ -1,15 +1,21 @@
 //! Overlay routing on the tree: longest-prefix match from a destination address to where the
 //! packet goes — this node, a child's tunnel, the uplink, or nowhere.
 //!
-//! The table is one hash map per prefix length, searched longest first: a lookup costs one
-//! mask and one hash probe per distinct length (a handful on any plan), not a scan of every
-//! prefix, so a city data centre with thousands of street sites below it routes as fast as a
-//! site with one uplink.
+//! The table is one level per prefix length, searched longest first: a lookup costs one mask
+//! and one probe per distinct length (a handful on any plan), not a scan of every prefix, so
+//! a city data centre with thousands of street sites below it routes as fast as a site with
+//! one uplink. A level with few prefixes is a short list compared in place; a large one is a
+//! hash map with an unkeyed fast hash — safe here because the table is built from the bundle
+//! and lookups never insert, so no sender can grow a collision chain.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use foldhash::fast::FixedState;
 use ipnet::IpNet;
+
+/// Up to this many prefixes a level is a list; beyond, a hash map.
+const LIST_LIMIT: usize = 8;
 
 /// Where a packet for an address goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,7 +39,49 @@ pub struct RouteTable {
 struct Level {
     v6: bool,
     len: u8,
-    entries: HashMap<u128, Hop>,
+    entries: Entries,
+}
+
+#[derive(Debug, Clone)]
+enum Entries {
+    List(Vec<(u128, Hop)>),
+    Map(HashMap<u128, Hop, FixedState>),
+}
+
+impl Entries {
+    fn insert(&mut self, key: u128, hop: Hop) {
+        match self {
+            Entries::List(list) => {
+                if let Some(entry) = list.iter_mut().find(|(k, _)| *k == key) {
+                    entry.1 = hop;
+                } else if list.len() < LIST_LIMIT {
+                    list.push((key, hop));
+                } else {
+                    let mut map: HashMap<u128, Hop, FixedState> = list.drain(..).collect();
+                    map.insert(key, hop);
+                    *self = Entries::Map(map);
+                }
+            }
+            Entries::Map(map) => {
+                map.insert(key, hop);
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: u128) -> Option<Hop> {
+        match self {
+            Entries::List(list) => list.iter().find(|(k, _)| *k == key).map(|(_, hop)| *hop),
+            Entries::Map(map) => map.get(&key).copied(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Entries::List(list) => list.len(),
+            Entries::Map(map) => map.len(),
+        }
+    }
 }
 
 impl RouteTable {
@@ -53,7 +101,7 @@ impl RouteTable {
                 self.levels.push(Level {
                     v6,
                     len,
-                    entries: HashMap::new(),
+                    entries: Entries::List(Vec::new()),
                 });
                 self.levels
                     .sort_by_key(|level| std::cmp::Reverse(level.len));
@@ -74,7 +122,7 @@ impl RouteTable {
         self.levels
             .iter()
             .filter(|level| level.v6 == v6)
-            .find_map(|level| level.entries.get(&masked(addr, level.len)).copied())
+            .find_map(|level| level.entries.get(masked(addr, level.len)))
     }
 
     /// How many routes.
@@ -133,6 +181,19 @@ mod tests {
         table.insert(net("10.32.64.0/20"), Hop::Peer(4));
         assert_eq!(table.lookup(ip("10.32.64.1")), Some(Hop::Peer(4)));
         assert_eq!(table.len(), 5);
+    }
+
+    #[test]
+    fn a_crowded_level_becomes_a_map_and_still_answers() {
+        let mut table = RouteTable::new();
+        for i in 0..20u8 {
+            table.insert(net(&format!("10.32.{i}.0/24")), Hop::Peer(usize::from(i)));
+        }
+        table.insert(net("10.32.7.0/24"), Hop::Unreachable);
+        assert_eq!(table.len(), 20);
+        assert_eq!(table.lookup(ip("10.32.19.9")), Some(Hop::Peer(19)));
+        assert_eq!(table.lookup(ip("10.32.7.1")), Some(Hop::Unreachable));
+        assert_eq!(table.lookup(ip("10.32.20.1")), None);
     }
 
     #[test]

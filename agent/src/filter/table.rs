@@ -14,6 +14,8 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
+
 use pnet_packet::tcp::TcpFlags;
 
 use super::packet::{Header, L4};
@@ -45,8 +47,9 @@ pub(super) struct FlowKey {
 }
 
 /// Hashed in three fixed-size writes rather than field by field: this hash is most of the
-/// cost of a tracked packet, and SipHash (kept: the ports are chosen by senders) pays per
-/// write.
+/// cost of a tracked packet. The table's hasher is foldhash with a per-process random seed:
+/// senders choose the ports, so the hash must stay keyed (no HashDoS), but it need not be
+/// SipHash, which cost several times as much per packet.
 impl Hash for FlowKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u128(bits(self.a));
@@ -230,9 +233,9 @@ pub(super) struct FragmentKey {
 #[derive(Debug)]
 pub(super) struct Table {
     /// Tracked flows; the hot path is one lookup here.
-    pub flows: HashMap<FlowKey, Flow>,
+    pub flows: HashMap<FlowKey, Flow, RandomState>,
     /// Allowed first fragments: the rule, and until when later fragments may follow.
-    pub fragments: HashMap<FragmentKey, (u32, Instant)>,
+    pub fragments: HashMap<FragmentKey, (u32, Instant), RandomState>,
     /// Flows at the most.
     pub max_flows: usize,
     next_sweep: Option<Instant>,
@@ -242,8 +245,8 @@ pub(super) struct Table {
 impl Table {
     pub fn new(max_flows: usize) -> Table {
         Table {
-            flows: HashMap::new(),
-            fragments: HashMap::new(),
+            flows: HashMap::with_hasher(RandomState::default()),
+            fragments: HashMap::with_hasher(RandomState::default()),
             max_flows,
             next_sweep: None,
             last_full_sweep: None,
