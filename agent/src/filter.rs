@@ -243,7 +243,7 @@ impl ZoneFilter {
             .iter()
             .zip(&self.counters)
             .map(|(rule, counter)| RuleCounters {
-                rule: rule.to_string(),
+                rule: rule.name.clone(),
                 allowed_flows: counter.flows,
                 allowed_packets: counter.packets,
             })

@@ -2,7 +2,8 @@
 //!
 //! The node's identity — `keys generate` makes its keys where they will be used, `csr`
 //! writes the certificate request its province CA signs (`jinbao-controller cert issue`);
-//! `run` brings the overlay up from a config bundle, `show` prints a running agent's state
+//! `run` brings the overlay up from a config bundle (with `--tun`, as kernel devices the
+//! host's traffic goes through), `show` prints a running agent's state
 //! the way `wg show` does. Requests follow the embedded national plan; the controller's
 //! enrollment (issue 5) will hand nodes their plan and push their bundles.
 
@@ -58,6 +59,11 @@ enum Command {
         /// Serve Prometheus metrics (/metrics) and the status (/status) here.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9586")]
         metrics: std::net::SocketAddr,
+        /// Carry this host's traffic: a TUN device per plane (`jb-<plane>`) with the node's
+        /// zone addresses and a route for the plane's supernet (Linux; needs root or
+        /// CAP_NET_ADMIN). Without it, packets the overlay delivers to this node are dropped.
+        #[arg(long)]
+        tun: bool,
     },
     /// Show a running agent's planes, peers, handshakes, transfer and health.
     Show {
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli) {
@@ -135,7 +142,11 @@ fn run(cli: Cli) -> Result<()> {
                 None => out.write_all(pem.as_bytes())?,
             }
         }
-        Command::Run { config, metrics } => run::run(&config, metrics)?,
+        Command::Run {
+            config,
+            metrics,
+            tun,
+        } => run::run(&config, metrics, tun)?,
         Command::Show { agent, json } => {
             let status = run::fetch_status(agent)?;
             if json {

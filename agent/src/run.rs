@@ -1,10 +1,11 @@
 //! `jinbao-agent run` and `show`: the binary's I/O around the library — reading the bundle
-//! and keys, starting the runtime and the metrics endpoint, stopping cleanly on SIGTERM, and
-//! asking a running agent for its status.
+//! and keys, starting the runtime, the TUN devices (`--tun`) and the metrics endpoint,
+//! stopping cleanly on SIGTERM, and asking a running agent for its status.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent::control::{Bundle, Status};
@@ -13,8 +14,9 @@ use agent::model::Model;
 use agent::node::Node;
 use anyhow::{Context, Result, bail};
 
-/// Runs the agent from `config` until SIGTERM or Ctrl-C.
-pub(crate) fn run(config: &Path, metrics: SocketAddr) -> Result<()> {
+/// Runs the agent from `config` until SIGTERM or Ctrl-C (or, with `tun`, until a TUN device
+/// fails).
+pub(crate) fn run(config: &Path, metrics: SocketAddr, tun: bool) -> Result<()> {
     let name = config.display().to_string();
     let text = std::fs::read_to_string(config).with_context(|| format!("cannot read {name}"))?;
     let bundle = Bundle::parse(&name, &text)?;
@@ -26,7 +28,8 @@ pub(crate) fn run(config: &Path, metrics: SocketAddr) -> Result<()> {
     let model = Model::load(&bundle.model).with_context(|| format!("{name}: model"))?;
     #[allow(clippy::disallowed_methods)] // the binary reads the clock for the core
     let (now, wall) = (Instant::now(), SystemTime::now());
-    let node = Node::new(&bundle, &keys, model, now, wall).with_context(|| name.clone())?;
+    let node =
+        Node::new(&bundle, &keys, Arc::clone(&model), now, wall).with_context(|| name.clone())?;
     for plane in node.planes() {
         for (peer, reason) in plane.refused() {
             tracing::warn!(plane = %plane.plane(), %peer, %reason, "peer refused");
@@ -38,7 +41,14 @@ pub(crate) fn run(config: &Path, metrics: SocketAddr) -> Result<()> {
         .build()
         .context("tokio runtime")?;
     runtime.block_on(async move {
-        let running = agent::runtime::start(node, &[]).await?;
+        // Devices first: a node that cannot carry its host's traffic does not join.
+        let devices = if tun {
+            Some(tun_mode::open(&node, &model)?)
+        } else {
+            None
+        };
+        let mut running = agent::runtime::start(node, &[]).await?;
+        let mut pump = devices.map(|devices| tun_mode::pump(devices, &mut running));
         let listener = tokio::net::TcpListener::bind(metrics)
             .await
             .with_context(|| format!("metrics endpoint {metrics}"))?;
@@ -54,13 +64,110 @@ pub(crate) fn run(config: &Path, metrics: SocketAddr) -> Result<()> {
             eprintln!("{plane} plane listening on {addr}");
         }
         eprintln!("metrics and status on http://{metrics}/metrics and /status");
-        shutdown_signal().await;
+        let failed = tokio::select! {
+            _ = shutdown_signal() => None,
+            err = tun_mode::failed(pump.as_mut()) => Some(err),
+        };
         eprintln!("stopping");
+        if let Some(pump) = pump {
+            tun_mode::stop(pump).await;
+        }
         let _ = stop_metrics.send(());
         let _ = endpoint.await;
         running.stop().await;
-        Ok::<_, anyhow::Error>(())
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     })
+}
+
+/// `--tun`: one device per plane, pumped to the runtime's interface.
+#[cfg(target_os = "linux")]
+mod tun_mode {
+    use agent::model::Model;
+    use agent::node::Node;
+    use agent::runtime::{Interface, Running};
+    use agent::tun::{DeviceSpec, Pump, TunDevice, default_name};
+    use anyhow::Result;
+
+    pub(super) type Devices = Vec<TunDevice>;
+
+    /// Creates and configures every plane's device; prints what each carries.
+    pub(super) fn open(node: &Node, model: &Model) -> Result<Devices> {
+        let mut devices = Vec::new();
+        for instance in node.planes() {
+            let plane = instance.plane();
+            let spec = DeviceSpec::plan(model, node.id(), plane, default_name(plane))?;
+            let device = TunDevice::open(spec)?;
+            let spec = device.spec();
+            let addresses: Vec<String> = spec
+                .addresses
+                .iter()
+                .map(|(zone, address)| format!("{address} ({zone})"))
+                .collect();
+            let routes: Vec<String> = spec.routes.iter().map(ToString::to_string).collect();
+            eprintln!(
+                "{plane} plane on {}: {}; routes {}",
+                spec.name,
+                addresses.join(", "),
+                routes.join(", ")
+            );
+            devices.push(device);
+        }
+        Ok(devices)
+    }
+
+    /// Hands the runtime's interface to the devices.
+    pub(super) fn pump(devices: Devices, running: &mut Running) -> Pump {
+        // The runtime keeps an idle receiver; the devices get the real one.
+        let (_, idle) = tokio::sync::mpsc::channel(1);
+        let interface = Interface {
+            send: running.interface.send.clone(),
+            received: std::mem::replace(&mut running.interface.received, idle),
+        };
+        Pump::start(devices, interface)
+    }
+
+    /// Resolves when a device fails; never without devices.
+    pub(super) async fn failed(pump: Option<&mut Pump>) -> anyhow::Error {
+        match pump {
+            Some(pump) => pump.failed().await.into(),
+            None => std::future::pending().await,
+        }
+    }
+
+    pub(super) async fn stop(pump: Pump) {
+        pump.stop().await;
+    }
+}
+
+/// `--tun` elsewhere: refused.
+#[cfg(not(target_os = "linux"))]
+mod tun_mode {
+    use agent::model::Model;
+    use agent::node::Node;
+    use agent::runtime::Running;
+    use anyhow::{Result, bail};
+
+    pub(super) enum Devices {}
+    pub(super) enum Pump {}
+
+    pub(super) fn open(_: &Node, _: &Model) -> Result<Devices> {
+        bail!("--tun is supported on Linux only")
+    }
+
+    pub(super) fn pump(devices: Devices, _: &mut Running) -> Pump {
+        match devices {}
+    }
+
+    pub(super) async fn failed(_: Option<&mut Pump>) -> anyhow::Error {
+        std::future::pending().await
+    }
+
+    pub(super) async fn stop(pump: Pump) {
+        match pump {}
+    }
 }
 
 async fn shutdown_signal() {

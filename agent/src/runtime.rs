@@ -2,18 +2,63 @@
 //! datagrams and local packets out. Nothing here decides anything; it moves bytes and reads
 //! the clock.
 //!
-//! One reader task per socket hands datagrams to the core task over a channel; the core task
-//! owns the [`Node`], drains whatever is ready before sending (so a burst costs one wake-up),
-//! sends with non-blocking `try_send_to` and waits only when the socket is full. The local
-//! interface is a pair of channels ([`Interface`]): tests and netlab use them directly, a TUN
-//! device is one more pump on the same channels.
+//! # Batches, not datagrams
+//!
+//! Over real UDP the cost that bounds a tunnel is one system call per datagram, so datagrams
+//! move in batches through quinn-udp's [`UdpSocketState`]:
+//!
+//! - In: one `recvmmsg` fills up to [`BATCH_SIZE`] slots, and with UDP GRO each slot may
+//!   hold up to 64 same-sized datagrams from one sender ([`RecvMeta::stride`]); the runtime
+//!   splits them and hands the core one datagram at a time, straight from the slot.
+//! - Out: consecutive transmits from one socket to one address with one size (the last may
+//!   be shorter) — what a burst of one flow looks like once encrypted — are copied into one
+//!   buffer and leave in one `sendmsg` with UDP GSO (at most 64 datagrams, 65,000 bytes).
+//!   Without GSO in the kernel every datagram is one `sendmsg`, as before.
+//! - Socket buffers are raised to 7 MiB, as wireguard-go does (the kernel caps the request
+//!   at `net.core.rmem_max`/`wmem_max`), so a burst that outruns the core for a moment waits
+//!   in the kernel instead of being dropped.
+//!
+//! quinn-udp also sets, on every socket: `IP_PMTUDISC_PROBE` (the don't-fragment bit, no
+//! local fragmentation: a datagram over the interface MTU fails with `EMSGSIZE` and is
+//! dropped and logged — the overlay's MTU has to fit the underlay's, as WireGuard's does),
+//! and `IP_PKTINFO`, `IP_RECVTOS` and `SO_TIMESTAMPNS`, which the runtime does not use.
+//!
+//! # One task
+//!
+//! The core task owns the [`Node`] and reads the sockets itself; there is no reader task and
+//! no channel between socket and core. With batched reads the receive call is a small share
+//! of a datagram's cost and the core's crypto is the bulk, while a reader task cost a copy
+//! into a fresh `Vec`, a channel send and often a cross-thread wake-up per datagram, for
+//! parallelism the core (one task, one `Node`) cannot use. One task also makes fairness
+//! explicit: a round takes at most one batch from every socket, at most 64 local packets
+//! and any due timer, flushes what the core produced, and yields to the scheduler; the task
+//! sleeps only when a round found nothing to do, until a socket is readable, a local packet
+//! arrives, the core's next timer or the next status refresh.
+//!
+//! `cargo bench -p agent --bench udp` measures the whole of it — three agents over
+//! loopback — against plain sockets relaying the same datagrams with the same batching.
+//!
+//! # Errors
+//!
+//! Nothing from the network stops the runtime. A receive error (an ICMP error surfacing on
+//! some systems) is logged and the socket read again. A send that would block waits for the
+//! socket to become writable, at most 100 ms, then drops its datagrams; any other send
+//! error is logged and its datagrams dropped — UDP's contract, which WireGuard's timers
+//! already cover. A GSO batch the kernel refuses is sent again datagram by datagram
+//! (quinn-udp stops using GSO on a socket whose kernel refused it).
+//!
+//! The local interface is a pair of channels ([`Interface`]): tests and netlab use them
+//! directly, a TUN device is one more pump on the same channels.
 
-use std::collections::HashMap;
+use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use quinn_udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSocketState};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use topology::Plane;
@@ -23,10 +68,18 @@ use crate::node::{Node, Output};
 
 /// How often the published status is refreshed.
 const STATUS_PERIOD: Duration = Duration::from_millis(100);
-/// Datagrams or packets handled per wake-up before outputs are flushed.
-const BATCH: usize = 64;
-/// Queue depth between the socket readers and the core.
+/// Local packets handled per round before the outputs are flushed.
+const LOCAL_BATCH: usize = 64;
+/// Queue depth of the local interface, each way.
 const QUEUE: usize = 4096;
+/// One receive slot: the largest UDP payload, or a whole GRO batch (at most 64 KiB).
+const SLOT: usize = 65_536;
+/// The most bytes one GSO send carries (one UDP datagram's limit, less headers).
+const GSO_BYTES: usize = 65_000;
+/// Socket buffer size asked for, as wireguard-go's.
+const SOCKET_BUFFER: usize = 7 << 20;
+/// How long a send waits for a full socket before its datagrams are dropped.
+const SEND_STALL: Duration = Duration::from_millis(100);
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,20 +130,11 @@ impl Running {
     }
 }
 
-struct Datagram {
-    plane: Plane,
-    local: SocketAddr,
-    from: SocketAddr,
-    bytes: Vec<u8>,
-}
-
 /// Binds the node's sockets and starts it. `bind` overrides a plane's listen address (tests
 /// bind port 0 and learn the port from [`Running::listening`]).
 pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, RuntimeError> {
-    let (datagram_tx, datagram_rx) = mpsc::channel(QUEUE);
-    let mut sockets = HashMap::new();
+    let mut sockets = Vec::new();
     let mut listening = Vec::new();
-    let mut readers = Vec::new();
     for instance in node.planes() {
         let plane = instance.plane();
         let primary = bind
@@ -102,25 +146,16 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
             .into_iter()
             .chain(instance.backup_listen().map(|a| (a, a)));
         for (configured, addr) in addresses {
-            let bound = async {
-                let socket = UdpSocket::bind(addr).await?;
-                let local = socket.local_addr()?;
-                Ok::<_, std::io::Error>((Arc::new(socket), local))
-            };
-            let (socket, local) = bound.await.map_err(|source| RuntimeError::Bind {
-                plane,
-                addr,
-                source,
-            })?;
-            // The core names sockets by their configured address.
-            sockets.insert(configured, Arc::clone(&socket));
+            let (socket, local) =
+                Socket::bind(plane, configured, addr)
+                    .await
+                    .map_err(|source| RuntimeError::Bind {
+                        plane,
+                        addr,
+                        source,
+                    })?;
+            sockets.push(socket);
             listening.push((plane, local));
-            readers.push(tokio::spawn(read_socket(
-                plane,
-                configured,
-                socket,
-                datagram_tx.clone(),
-            )));
         }
     }
     let (local_tx, local_rx) = mpsc::channel(QUEUE);
@@ -134,13 +169,11 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
         sockets,
         delivered: delivered_tx,
         status: status_tx,
+        slots: vec![0; SLOT * BATCH_SIZE],
+        meta: [RecvMeta::default(); BATCH_SIZE],
+        gso: Vec::with_capacity(GSO_BYTES),
     };
-    let task = tokio::spawn(async move {
-        core.run(datagram_rx, local_rx, stop_rx).await;
-        for reader in readers {
-            reader.abort();
-        }
-    });
+    let task = tokio::spawn(core.run(local_rx, stop_rx));
     Ok(Running {
         interface: Interface {
             send: local_tx,
@@ -153,79 +186,175 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
     })
 }
 
-async fn read_socket(
+/// One underlay socket of a plane.
+struct Socket {
     plane: Plane,
-    local: SocketAddr,
-    socket: Arc<UdpSocket>,
-    to_core: mpsc::Sender<Datagram>,
-) {
-    let mut buffer = vec![0u8; 65_536];
-    loop {
-        match socket.recv_from(&mut buffer).await {
-            Ok((len, from)) => {
-                let datagram = Datagram {
-                    plane,
-                    local,
-                    from,
-                    bytes: buffer[..len].to_vec(),
-                };
-                if to_core.send(datagram).await.is_err() {
-                    return;
+    /// The address the core names this socket by: its configured listen address.
+    configured: SocketAddr,
+    io: UdpSocket,
+    state: UdpSocketState,
+}
+
+impl Socket {
+    async fn bind(
+        plane: Plane,
+        configured: SocketAddr,
+        addr: SocketAddr,
+    ) -> io::Result<(Socket, SocketAddr)> {
+        let io = UdpSocket::bind(addr).await?;
+        let state = UdpSocketState::new((&io).into())?;
+        // Best effort: the kernel caps the size, and a smaller buffer only costs bursts.
+        if let Err(err) = state.set_recv_buffer_size((&io).into(), SOCKET_BUFFER) {
+            tracing::debug!(%plane, %addr, %err, "cannot raise the receive buffer");
+        }
+        if let Err(err) = state.set_send_buffer_size((&io).into(), SOCKET_BUFFER) {
+            tracing::debug!(%plane, %addr, %err, "cannot raise the send buffer");
+        }
+        let local = io.local_addr()?;
+        let socket = Socket {
+            plane,
+            configured,
+            io,
+            state,
+        };
+        Ok((socket, local))
+    }
+
+    /// One `recvmmsg` into `slots` ([`SLOT`] bytes each); `WouldBlock` when nothing waits.
+    fn receive(&self, slots: &mut [u8], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let mut chunks = slots.chunks_mut(SLOT);
+        let mut buffers: [IoSliceMut<'_>; BATCH_SIZE] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+        self.io.try_io(Interest::READABLE, || {
+            self.state.recv((&self.io).into(), &mut buffers, meta)
+        })
+    }
+
+    /// Sends `contents` to `to`: one datagram, or several `segment`-byte ones (the last may
+    /// be shorter) in one GSO send.
+    async fn send(&self, to: SocketAddr, contents: &[u8], segment: usize) {
+        let err = match self.send_once(to, contents, segment).await {
+            Ok(()) => return,
+            Err(err) => err,
+        };
+        if contents.len() <= segment || err.kind() == ErrorKind::WouldBlock {
+            tracing::debug!(plane = %self.plane, %to, %err, "send failed; datagram dropped");
+            return;
+        }
+        tracing::debug!(plane = %self.plane, %to, %err, "GSO send failed; sending one by one");
+        let mut failed = 0;
+        for datagram in contents.chunks(segment) {
+            if let Err(err) = self.send_once(to, datagram, datagram.len()).await {
+                failed += 1;
+                if failed == 1 {
+                    let plane = self.plane;
+                    tracing::debug!(%plane, %to, %err, "send failed; datagram dropped");
                 }
             }
-            // ICMP errors for earlier sends surface here on some systems; keep reading.
-            Err(err) => tracing::debug!(%plane, %err, "receive error"),
+        }
+    }
+
+    async fn send_once(&self, to: SocketAddr, contents: &[u8], segment: usize) -> io::Result<()> {
+        let transmit = Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size: (contents.len() > segment).then_some(segment),
+            src_ip: None,
+        };
+        loop {
+            let sent = self.io.try_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.io).into(), &transmit)
+            });
+            match sent {
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(SEND_STALL, self.io.writable()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => return Err(err),
+                        Err(_) => return Err(err),
+                    }
+                }
+                other => return other,
+            }
         }
     }
 }
 
+/// Resolves when any of `sockets` has something to read (or an error to report).
+async fn readable(sockets: &[Socket]) {
+    std::future::poll_fn(|cx| {
+        // Poll every socket, so each one that is not ready registers the waker.
+        let mut ready = false;
+        for socket in sockets {
+            ready |= socket.io.poll_recv_ready(cx).is_ready();
+        }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// The datagrams of one receive batch, with their senders: GRO batches are split at their
+/// stride.
+fn datagrams<'a>(
+    slots: &'a [u8],
+    meta: &'a [RecvMeta],
+) -> impl Iterator<Item = (SocketAddr, &'a [u8])> {
+    slots.chunks(SLOT).zip(meta).flat_map(|(slot, meta)| {
+        let received = &slot[..meta.len.min(SLOT)];
+        received
+            .chunks(meta.stride.max(1))
+            .map(move |datagram| (meta.addr, datagram))
+    })
+}
+
 struct Core {
     node: Node,
-    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    sockets: Vec<Socket>,
     delivered: mpsc::Sender<(Plane, Vec<u8>)>,
-    status: watch::Sender<crate::control::Status>,
+    status: watch::Sender<Status>,
+    /// Receive slots, [`BATCH_SIZE`] × [`SLOT`] bytes, shared by every socket.
+    slots: Vec<u8>,
+    meta: [RecvMeta; BATCH_SIZE],
+    /// Where a GSO batch is put together.
+    gso: Vec<u8>,
 }
 
 impl Core {
     #[allow(clippy::disallowed_methods)] // the driver reads the clock for the core
     async fn run(
         mut self,
-        mut datagrams: mpsc::Receiver<Datagram>,
         mut local: mpsc::Receiver<(Plane, Vec<u8>)>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        let mut out = Vec::with_capacity(BATCH * 2);
-        let mut next_status = Instant::now();
+        let mut out = Vec::with_capacity(LOCAL_BATCH * 2);
+        let mut local_open = true;
+        let mut next_status = Instant::now() + STATUS_PERIOD;
         loop {
-            let deadline = self
-                .node
-                .next_timeout()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            tokio::select! {
-                _ = &mut stop => break,
-                Some(datagram) = datagrams.recv() => {
-                    let now = Instant::now();
-                    self.datagram(now, &datagram, &mut out);
-                    for _ in 1..BATCH {
-                        match datagrams.try_recv() {
-                            Ok(datagram) => self.datagram(now, &datagram, &mut out),
-                            Err(_) => break,
-                        }
+            // One round: whatever is ready, without waiting.
+            let now = Instant::now();
+            let mut busy = false;
+            for ix in 0..self.sockets.len() {
+                busy |= self.receive(ix, now, &mut out);
+            }
+            for _ in 0..LOCAL_BATCH {
+                match local.try_recv() {
+                    Ok((plane, packet)) => {
+                        self.node.handle_local(now, plane, &packet, &mut out);
+                        busy = true;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        local_open = false;
+                        break;
                     }
                 }
-                Some((plane, packet)) = local.recv() => {
-                    let now = Instant::now();
-                    self.node.handle_local(now, plane, &packet, &mut out);
-                    for _ in 1..BATCH {
-                        match local.try_recv() {
-                            Ok((plane, packet)) => self.node.handle_local(now, plane, &packet, &mut out),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.node.handle_timeout(Instant::now(), &mut out);
-                }
+            }
+            if self.node.next_timeout().is_some_and(|t| t <= now) {
+                self.node.handle_timeout(now, &mut out);
             }
             self.flush(&mut out).await;
             let now = Instant::now();
@@ -233,22 +362,65 @@ impl Core {
                 next_status = now + STATUS_PERIOD;
                 self.status.send_replace(self.node.status(now));
             }
+            // A dropped `Running` stops the agent too.
+            if !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+                break;
+            }
+            if busy {
+                // Let the other tasks and the I/O driver run; then the next round.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let deadline = self
+                .node
+                .next_timeout()
+                .map_or(next_status, |t| t.min(next_status));
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                () = readable(&self.sockets) => {}
+                packet = local.recv(), if local_open => match packet {
+                    Some((plane, packet)) => {
+                        self.node.handle_local(Instant::now(), plane, &packet, &mut out);
+                    }
+                    None => local_open = false,
+                },
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
         }
     }
 
-    fn datagram(&mut self, now: Instant, datagram: &Datagram, out: &mut Vec<Output>) {
-        self.node.handle_datagram(
-            now,
-            datagram.plane,
-            datagram.local,
-            datagram.from,
-            &datagram.bytes,
-            out,
-        );
+    /// One batch from socket `ix` into the core; false when it had nothing.
+    fn receive(&mut self, ix: usize, now: Instant, out: &mut Vec<Output>) -> bool {
+        let Core {
+            node,
+            sockets,
+            slots,
+            meta,
+            ..
+        } = self;
+        let socket = &sockets[ix];
+        match socket.receive(slots, meta) {
+            Ok(count) => {
+                for (from, datagram) in datagrams(slots, &meta[..count]) {
+                    let (plane, local) = (socket.plane, socket.configured);
+                    node.handle_datagram(now, plane, local, from, datagram, out);
+                }
+                count > 0
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => false,
+            // ICMP errors for earlier sends surface here on some systems; keep reading.
+            Err(err) => {
+                let (plane, local) = (socket.plane, socket.configured);
+                tracing::debug!(%plane, %local, %err, "receive error");
+                true
+            }
+        }
     }
 
     async fn flush(&mut self, out: &mut Vec<Output>) {
-        for output in out.drain(..) {
+        let mut outputs = out.drain(..).peekable();
+        while let Some(output) = outputs.next() {
             match output {
                 Output::Transmit {
                     plane,
@@ -256,19 +428,37 @@ impl Core {
                     to,
                     datagram,
                 } => {
-                    let Some(socket) = self.sockets.get(&from) else {
+                    let Some(socket) = self.sockets.iter().find(|s| s.configured == from) else {
                         tracing::warn!(%plane, %from, "no socket for this local address");
                         continue;
                     };
-                    let sent = match socket.try_send_to(&datagram, to) {
-                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                            socket.send_to(&datagram, to).await.map(|_| ())
-                        }
-                        other => other.map(|_| ()),
+                    let size = datagram.len();
+                    let most = socket.state.max_gso_segments().min(GSO_BYTES / size.max(1));
+                    let joins = |next: &Output| match next {
+                        Output::Transmit {
+                            from: f,
+                            to: t,
+                            datagram,
+                            ..
+                        } => *f == from && *t == to && (1..=size).contains(&datagram.len()),
+                        _ => false,
                     };
-                    if let Err(err) = sent {
-                        tracing::debug!(%plane, %to, %err, "send failed");
+                    if most < 2 || !outputs.peek().is_some_and(joins) {
+                        socket.send(to, &datagram, size).await;
+                        continue;
                     }
+                    self.gso.clear();
+                    self.gso.extend_from_slice(&datagram);
+                    for _ in 1..most {
+                        let Some(Output::Transmit { datagram, .. }) = outputs.next_if(joins) else {
+                            break;
+                        };
+                        self.gso.extend_from_slice(&datagram);
+                        if datagram.len() < size {
+                            break; // only the last segment may be shorter
+                        }
+                    }
+                    socket.send(to, &self.gso, size).await;
                 }
                 Output::Deliver { plane, packet } => {
                     if self.delivered.try_send((plane, packet)).is_err() {
@@ -278,5 +468,52 @@ impl Core {
                 Output::Event(event) => tracing::info!(?event, "agent event"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn socket() -> (Socket, SocketAddr) {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Socket::bind(Plane::Business, any, any).await.unwrap()
+    }
+
+    /// Receives until `count` datagrams have arrived.
+    async fn receive(socket: &Socket, count: usize) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut slots = vec![0; SLOT * BATCH_SIZE];
+        let mut meta = [RecvMeta::default(); BATCH_SIZE];
+        let mut got = Vec::new();
+        while got.len() < count {
+            socket.io.readable().await.unwrap();
+            match socket.receive(&mut slots, &mut meta) {
+                Ok(n) => got.extend(datagrams(&slots, &meta[..n]).map(|(a, d)| (a, d.to_vec()))),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_batch_arrives_as_the_datagrams_it_was_made_of_in_order() {
+        let ((sender, from), (receiver, to)) = (socket().await, socket().await);
+        // Ten full segments and a shorter last one: one GSO send where the kernel has GSO.
+        let sent: Vec<Vec<u8>> = (0..10u8)
+            .map(|i| vec![i; 1200])
+            .chain([vec![10; 300]])
+            .collect();
+        sender.send(to, &sent.concat(), 1200).await;
+        // And datagrams of other sizes after it, one send each.
+        for size in [1, 64, 1500, 9000] {
+            sender.send(to, &vec![0xee; size], size).await;
+        }
+        let got = receive(&receiver, sent.len() + 4).await;
+        assert!(got.iter().all(|(a, _)| *a == from));
+        let sizes: Vec<usize> = got.iter().map(|(_, d)| d.len()).collect();
+        assert_eq!(sizes[sent.len()..], [1, 64, 1500, 9000]);
+        let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).take(sent.len()).collect();
+        assert_eq!(got, sent);
     }
 }

@@ -258,9 +258,20 @@ fn a_new_policy_redecides_tracked_flows() {
         TcpFlags::SYN | TcpFlags::ACK,
     );
     assert_eq!(f.check(now, &answer), Verdict::Allow { rule: None });
-    assert!(
-        f.rule_counters()
-            .iter()
-            .all(|c| c.rule.contains("bundle/policy.toml"))
+    let names: Vec<String> = f.rule_counters().into_iter().map(|c| c.rule).collect();
+    let new_policy: Vec<String> = f
+        .model()
+        .policy
+        .rules()
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(
+        names, new_policy,
+        "the counters follow the new policy's rules"
+    );
+    assert_eq!(
+        f.model().policy.rules()[0].location.file.as_ref(),
+        "bundle/policy.toml"
     );
 }
