@@ -57,8 +57,11 @@ fn main() {
         .into_iter()
         .filter(|s| only.is_none_or(|o| o == *s))
     {
-        let raw = raw_aead(size, budget);
-        let bare = boringtun_bare(size, budget);
+        // `--core-only` skips the references (for profiling the core alone).
+        let core_only = std::env::args().any(|a| a == "--core-only");
+        let skip = |f: &dyn Fn() -> f64| if core_only { f64::NAN } else { f() };
+        let raw = skip(&|| raw_aead(size, budget));
+        let bare = skip(&|| boringtun_bare(size, budget));
         let core = core_path(&lab, size, budget);
         let ratio = core / raw;
         println!(
