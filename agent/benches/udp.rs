@@ -29,17 +29,14 @@ mod common;
 #[path = "udp/wireguard.rs"]
 mod wireguard;
 
-use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent::control::ProbeSettings;
 use agent::node::Node;
-use agent::runtime::{self, Running};
+use agent::runtime::{self, GSO_BYTES, Running, SLOT};
 use common::{CITY, Lab, MINISTRY, PLANE, PROVINCE, packet};
-use quinn_udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSocketState};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use quinn_udp::{BATCH_SIZE, RecvMeta};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use topology::{Plane, Zone};
@@ -50,10 +47,6 @@ const IDLE: Duration = Duration::from_millis(300);
 const QUEUE: usize = 4096;
 /// Local packets per wake-up of the relay's first hop, as the runtime.
 const LOCAL_BATCH: usize = 64;
-/// One receive slot: a whole GRO batch or the largest datagram.
-const SLOT: usize = 65_536;
-/// Bytes in one GSO send.
-const GSO_BYTES: usize = 65_000;
 
 fn main() {
     if wireguard::helper() {
@@ -301,10 +294,7 @@ async fn relay(datagram: usize, size: usize, count: u64) -> Run {
         Hop::bind(loopback).await,
         Hop::bind(loopback).await,
     );
-    let (to_province, to_ministry) = (
-        province.socket.local_addr().unwrap(),
-        ministry.socket.local_addr().unwrap(),
-    );
+    let (to_province, to_ministry) = (province.local, ministry.local);
     let (send, local) = mpsc::channel(QUEUE);
     let (deliver, mut received) = mpsc::channel(QUEUE);
     let tasks = [
@@ -319,19 +309,16 @@ async fn relay(datagram: usize, size: usize, count: u64) -> Run {
     run
 }
 
-/// One hop of the plain relay.
+/// One hop of the plain relay: the agent's own batched socket, with no core behind it.
 struct Hop {
-    socket: UdpSocket,
-    state: UdpSocketState,
+    socket: runtime::Socket,
+    local: SocketAddr,
 }
 
 impl Hop {
     async fn bind(addr: SocketAddr) -> Hop {
-        let socket = UdpSocket::bind(addr).await.unwrap();
-        let state = UdpSocketState::new((&socket).into()).unwrap();
-        let _ = state.set_recv_buffer_size((&socket).into(), 7 << 20);
-        let _ = state.set_send_buffer_size((&socket).into(), 7 << 20);
-        Hop { socket, state }
+        let (socket, local) = runtime::Socket::bind(PLANE, addr, addr).await.unwrap();
+        Hop { socket, local }
     }
 
     /// Local packets in, datagrams out: each packet grows to `datagram` bytes, same-sized
@@ -344,11 +331,7 @@ impl Hop {
     ) {
         let mut packets = Vec::with_capacity(LOCAL_BATCH);
         let mut gso = Vec::with_capacity(GSO_BYTES);
-        let per_send = self
-            .state
-            .max_gso_segments()
-            .min(GSO_BYTES / datagram)
-            .max(1);
+        let per_send = self.socket.gso_segments(datagram);
         while local.recv_many(&mut packets, LOCAL_BATCH).await > 0 {
             for chunk in packets.chunks(per_send) {
                 gso.clear();
@@ -356,7 +339,7 @@ impl Hop {
                     gso.extend_from_slice(packet);
                     gso.resize(gso.len() + datagram - packet.len(), 0);
                 }
-                self.send(to, &gso, datagram).await;
+                self.socket.send(to, &gso, datagram).await;
             }
             packets.clear();
         }
@@ -369,7 +352,7 @@ impl Hop {
         loop {
             let n = self.receive(&mut buffer, &mut meta).await;
             for (slot, meta) in buffer.chunks(SLOT).zip(&meta[..n]) {
-                self.send(to, &slot[..meta.len], meta.stride).await;
+                self.socket.send(to, &slot[..meta.len], meta.stride).await;
             }
         }
     }
@@ -380,10 +363,8 @@ impl Hop {
         let mut meta = [RecvMeta::default(); BATCH_SIZE];
         loop {
             let n = self.receive(&mut buffer, &mut meta).await;
-            for (slot, meta) in buffer.chunks(SLOT).zip(&meta[..n]) {
-                for datagram in slot[..meta.len].chunks(meta.stride.max(1)) {
-                    let _ = deliver.try_send((PLANE, datagram.to_vec()));
-                }
+            for (_, datagram) in runtime::datagrams(&buffer, &meta[..n]) {
+                let _ = deliver.try_send((PLANE, datagram.to_vec()));
             }
         }
     }
@@ -391,37 +372,10 @@ impl Hop {
     async fn receive(&self, buffer: &mut [u8], meta: &mut [RecvMeta]) -> usize {
         loop {
             self.socket.readable().await.unwrap();
-            let mut slots: Vec<IoSliceMut<'_>> =
-                buffer.chunks_mut(SLOT).map(IoSliceMut::new).collect();
-            let got = self.socket.try_io(Interest::READABLE, || {
-                self.state.recv((&self.socket).into(), &mut slots, meta)
-            });
-            match got {
+            match self.socket.receive(buffer, meta) {
                 Ok(n) => return n,
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(err) => panic!("relay receive: {err}"),
-            }
-        }
-    }
-
-    async fn send(&self, to: SocketAddr, contents: &[u8], segment: usize) {
-        let transmit = Transmit {
-            destination: to,
-            ecn: None,
-            contents,
-            segment_size: (contents.len() > segment).then_some(segment),
-            src_ip: None,
-        };
-        loop {
-            let sent = self.socket.try_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.socket).into(), &transmit)
-            });
-            match sent {
-                Ok(()) => return,
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.socket.writable().await.unwrap();
-                }
-                Err(err) => panic!("relay send: {err}"),
             }
         }
     }

@@ -73,9 +73,9 @@ const LOCAL_BATCH: usize = 64;
 /// Queue depth of the local interface, each way.
 const QUEUE: usize = 4096;
 /// One receive slot: the largest UDP payload, or a whole GRO batch (at most 64 KiB).
-const SLOT: usize = 65_536;
+pub const SLOT: usize = 65_536;
 /// The most bytes one GSO send carries (one UDP datagram's limit, less headers).
-const GSO_BYTES: usize = 65_000;
+pub const GSO_BYTES: usize = 65_000;
 /// Socket buffer size asked for, as wireguard-go's.
 const SOCKET_BUFFER: usize = 7 << 20;
 /// How long a send waits for a full socket before its datagrams are dropped.
@@ -186,8 +186,9 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
     })
 }
 
-/// One underlay socket of a plane.
-struct Socket {
+/// One underlay socket of a plane, batched: `recvmmsg` with GRO in, GSO sends out. Public so
+/// the UDP benchmark's plain relay moves bytes exactly as the agent does.
+pub struct Socket {
     plane: Plane,
     /// The address the core names this socket by: its configured listen address.
     configured: SocketAddr,
@@ -196,7 +197,8 @@ struct Socket {
 }
 
 impl Socket {
-    async fn bind(
+    /// Binds `addr` (named `configured` in logs and by the core) with large buffers.
+    pub async fn bind(
         plane: Plane,
         configured: SocketAddr,
         addr: SocketAddr,
@@ -221,7 +223,7 @@ impl Socket {
     }
 
     /// One `recvmmsg` into `slots` ([`SLOT`] bytes each); `WouldBlock` when nothing waits.
-    fn receive(&self, slots: &mut [u8], meta: &mut [RecvMeta]) -> io::Result<usize> {
+    pub fn receive(&self, slots: &mut [u8], meta: &mut [RecvMeta]) -> io::Result<usize> {
         let mut chunks = slots.chunks_mut(SLOT);
         let mut buffers: [IoSliceMut<'_>; BATCH_SIZE] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
@@ -232,7 +234,7 @@ impl Socket {
 
     /// Sends `contents` to `to`: one datagram, or several `segment`-byte ones (the last may
     /// be shorter) in one GSO send.
-    async fn send(&self, to: SocketAddr, contents: &[u8], segment: usize) {
+    pub async fn send(&self, to: SocketAddr, contents: &[u8], segment: usize) {
         let err = match self.send_once(to, contents, segment).await {
             Ok(()) => return,
             Err(err) => err,
@@ -252,6 +254,19 @@ impl Socket {
                 }
             }
         }
+    }
+
+    /// Waits until the socket has something to read.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io.readable().await
+    }
+
+    /// How many `size`-byte datagrams one GSO send may carry here.
+    pub fn gso_segments(&self, size: usize) -> usize {
+        self.state
+            .max_gso_segments()
+            .min(GSO_BYTES / size.max(1))
+            .max(1)
     }
 
     async fn send_once(&self, to: SocketAddr, contents: &[u8], segment: usize) -> io::Result<()> {
@@ -299,7 +314,7 @@ async fn readable(sockets: &[Socket]) {
 
 /// The datagrams of one receive batch, with their senders: GRO batches are split at their
 /// stride.
-fn datagrams<'a>(
+pub fn datagrams<'a>(
     slots: &'a [u8],
     meta: &'a [RecvMeta],
 ) -> impl Iterator<Item = (SocketAddr, &'a [u8])> {
@@ -433,7 +448,7 @@ impl Core {
                         continue;
                     };
                     let size = datagram.len();
-                    let most = socket.state.max_gso_segments().min(GSO_BYTES / size.max(1));
+                    let most = socket.gso_segments(size);
                     let joins = |next: &Output| match next {
                         Output::Transmit {
                             from: f,

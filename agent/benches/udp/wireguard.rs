@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use quinn_udp::{BATCH_SIZE, RecvMeta};
 
-use super::{GSO_BYTES, Hop, IDLE, Run, SLOT};
+use super::{Hop, IDLE, Run, SLOT};
 
 /// Where the counter listens, inside the ministry's namespace.
 pub const SINK: &str = "10.98.0.3:9000";
@@ -343,7 +343,7 @@ async fn sink(addr: SocketAddr) {
 async fn source(to: SocketAddr, size: usize, count: u64, warm: bool, rate: f64) {
     let hop = Hop::bind(SocketAddr::from(([0, 0, 0, 0], 0))).await;
     let payload = size.saturating_sub(28).max(1);
-    let per_send = hop.state.max_gso_segments().min(GSO_BYTES / payload).max(1);
+    let per_send = hop.socket.gso_segments(payload);
     let batch = vec![if warm { WARM } else { 1 }; payload * per_send];
     let start = Instant::now();
     let mut sent = 0u64;
@@ -351,7 +351,9 @@ async fn source(to: SocketAddr, size: usize, count: u64, warm: bool, rate: f64) 
         let due = ((start.elapsed().as_secs_f64() * rate) as u64).clamp(sent + 1, count);
         while sent < due {
             let n = (due - sent).min(per_send as u64);
-            hop.send(to, &batch[..n as usize * payload], payload).await;
+            hop.socket
+                .send(to, &batch[..n as usize * payload], payload)
+                .await;
             sent += n;
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
