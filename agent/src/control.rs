@@ -403,6 +403,9 @@ pub struct PlaneStatus {
     pub rules: Vec<RuleCounters>,
     /// Packets denied because no rule allows them.
     pub default_denied: u64,
+    /// The same packets by reason (`policy`, `no-flow`, `tcp-state`, `table-full`, …).
+    #[serde(default)]
+    pub denied: Vec<(String, u64)>,
     /// Packets dropped as malformed (underlay or overlay).
     pub malformed: u64,
     /// Packets dropped for having no route.

@@ -22,6 +22,7 @@
 //! | `jinbao_agent_config_version` | gauge | |
 //! | `jinbao_agent_refused_peers` | gauge | `plane` |
 //! | `jinbao_agent_default_denied_packets_total` | counter | `plane` |
+//! | `jinbao_agent_denied_packets_total` | counter | `plane`, `reason` |
 //! | `jinbao_agent_malformed_packets_total` | counter | `plane` |
 //! | `jinbao_agent_unroutable_packets_total` | counter | `plane` |
 //! | `jinbao_agent_rule_allowed_flows_total` | counter | `plane`, `rule` |
@@ -131,6 +132,10 @@ const DEFAULT_DENIED: Meta = Meta(
     "jinbao_agent_default_denied_packets_total",
     "Packets denied because no zone rule allows them.",
 );
+const DENIED: Meta = Meta(
+    "jinbao_agent_denied_packets_total",
+    "Packets the zone filter denied, by reason (policy: no rule allows the flow).",
+);
 const MALFORMED: Meta = Meta(
     "jinbao_agent_malformed_packets_total",
     "Packets dropped as malformed (underlay or overlay).",
@@ -201,6 +206,7 @@ struct Families {
     config_version: GaugeVec,
     refused: IntGaugeVec,
     default_denied: IntCounterVec,
+    denied: IntCounterVec,
     malformed: IntCounterVec,
     unroutable: IntCounterVec,
     rule_flows: IntCounterVec,
@@ -226,6 +232,7 @@ impl Families {
             config_version: CONFIG_VERSION.gauge(r, &[])?,
             refused: REFUSED.int_gauge(r, PLANE)?,
             default_denied: DEFAULT_DENIED.counter(r, PLANE)?,
+            denied: DENIED.counter(r, &["plane", "reason"])?,
             malformed: MALFORMED.counter(r, PLANE)?,
             unroutable: UNROUTABLE.counter(r, PLANE)?,
             rule_flows: RULE_FLOWS.counter(r, RULE)?,
@@ -262,6 +269,9 @@ impl Families {
         let refused = i64::try_from(status.refused.len()).unwrap_or(i64::MAX);
         set_int(&self.refused, &[&plane], refused)?;
         add(&self.default_denied, &[&plane], status.default_denied)?;
+        for (reason, packets) in &status.denied {
+            add(&self.denied, &[plane.as_str(), reason.as_str()], *packets)?;
+        }
         add(&self.malformed, &[&plane], status.malformed)?;
         add(&self.unroutable, &[&plane], status.unroutable)?;
         for rule in &status.rules {

@@ -66,12 +66,19 @@ fn render_plane(out: &mut String, status: &Status, plane: &PlaneStatus) {
         );
         line(out, 1, &format!("rule {}", rule.rule), counts);
     }
-    line(
-        out,
-        1,
-        "default deny",
-        count(plane.default_denied, "packet"),
-    );
+    let reasons: Vec<String> = plane
+        .denied
+        .iter()
+        .filter(|(_, packets)| *packets > 0)
+        .map(|(reason, packets)| format!("{reason} {packets}"))
+        .collect();
+    let denied = count(plane.default_denied, "packet");
+    let denied = if reasons.is_empty() {
+        denied
+    } else {
+        format!("{denied} ({})", reasons.join(", "))
+    };
+    line(out, 1, "default deny", denied);
     line(out, 1, "malformed", count(plane.malformed, "packet"));
     line(out, 1, "unroutable", count(plane.unroutable, "packet"));
 }

@@ -239,6 +239,13 @@ fn allowed_traffic_crosses_the_tree_and_returns_denied_traffic_stops_where_it_st
     );
     assert_eq!(sim.delivered.len(), before);
     assert_eq!(sim.plane(CITY).default_denied, denied_before + 1);
+    let by_policy = sim
+        .plane(CITY)
+        .denied
+        .iter()
+        .find(|(r, _)| r == "policy")
+        .map(|(_, n)| *n);
+    assert_eq!(by_policy, Some(1), "denied because no rule allows it");
     // A mid-stream packet of a flow never opened is not return traffic.
     sim.send(
         MINISTRY,

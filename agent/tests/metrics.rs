@@ -106,6 +106,7 @@ fn status() -> Status {
             },
         ],
         default_denied: 3,
+        denied: vec![("policy".to_owned(), 2), ("no-flow".to_owned(), 1)],
         malformed: 0,
         unroutable: 1,
     };
@@ -117,6 +118,7 @@ fn status() -> Status {
         refused: vec![(node("dc:1403"), "certificate expired".to_owned())],
         rules: Vec::new(),
         default_denied: 0,
+        denied: Vec::new(),
         malformed: 2,
         unroutable: 0,
     };
@@ -179,6 +181,10 @@ fn node_and_plane_metrics() {
     let denied = "jinbao_agent_default_denied_packets_total";
     assert_eq!(counter(&scrape, denied, &business), 3.0);
     assert_eq!(counter(&scrape, denied, &office), 0.0);
+    let by_reason = "jinbao_agent_denied_packets_total";
+    let reason = |r| [("plane", "business"), ("reason", r)];
+    assert_eq!(counter(&scrape, by_reason, &reason("policy")), 2.0);
+    assert_eq!(counter(&scrape, by_reason, &reason("no-flow")), 1.0);
     let malformed = "jinbao_agent_malformed_packets_total";
     assert_eq!(counter(&scrape, malformed, &business), 0.0);
     assert_eq!(counter(&scrape, malformed, &office), 2.0);
@@ -296,6 +302,7 @@ fn exposition_declares_types_and_help() {
         "jinbao_agent_peer_tx_packets_total",
         "jinbao_agent_rule_allowed_flows_total",
         "jinbao_agent_default_denied_packets_total",
+        "jinbao_agent_denied_packets_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {counter} counter\n")),
@@ -323,7 +330,7 @@ fn exposition_declares_types_and_help() {
             .iter()
             .all(|s| s.metric.starts_with("jinbao_agent_"))
     );
-    assert_eq!(scrape.docs.len(), 20);
+    assert_eq!(scrape.docs.len(), 21);
     assert_eq!(text, metrics::render(&status()).unwrap(), "deterministic");
 }
 

@@ -521,6 +521,12 @@ impl PlaneNode {
             refused: self.refused.clone(),
             rules: self.filter.rule_counters(),
             default_denied: self.filter.default_denied(),
+            denied: self
+                .filter
+                .denied_counts()
+                .into_iter()
+                .map(|(reason, packets)| (reason.label().to_owned(), packets))
+                .collect(),
             malformed: self.malformed + self.filter.malformed(),
             unroutable: self.unroutable,
         }
