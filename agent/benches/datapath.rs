@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use agent::control::ProbeSettings;
 use agent::node::{Node, Output};
-use common::{CITY, Lab, PLANE, PROVINCE, packet};
+use common::{CITY, Lab, PLANE, PROVINCE, packet, pad};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use topology::Zone;
 
@@ -263,21 +263,6 @@ fn carry(city: &mut Node, province: &mut Node, out: &mut Vec<Output>) -> u64 {
         }
     }
     delivered
-}
-
-fn pad(packet: &mut Vec<u8>, size: usize) {
-    packet.resize(size.max(packet.len()), 0);
-    let len = packet.len() as u16;
-    packet[2..4].copy_from_slice(&len.to_be_bytes());
-    packet[10..12].copy_from_slice(&[0, 0]);
-    let mut sum: u32 = 0;
-    for chunk in packet[..20].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([chunk[0], chunk[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    packet[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
 /// Iterations per second of `work` within `budget`, in rounds of 1,000.

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 use agent::control::ProbeSettings;
 use agent::node::Node;
 use agent::runtime::{self, GSO_BYTES, Running, SLOT};
-use common::{CITY, Lab, MINISTRY, PLANE, PROVINCE, packet};
+use common::{CITY, Lab, MINISTRY, PLANE, PROVINCE, packet, pad};
 use quinn_udp::{BATCH_SIZE, RecvMeta};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -379,19 +379,4 @@ impl Hop {
             }
         }
     }
-}
-
-fn pad(packet: &mut Vec<u8>, size: usize) {
-    packet.resize(size.max(packet.len()), 0);
-    let len = packet.len() as u16;
-    packet[2..4].copy_from_slice(&len.to_be_bytes());
-    packet[10..12].copy_from_slice(&[0, 0]);
-    let mut sum: u32 = 0;
-    for chunk in packet[..20].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([chunk[0], chunk[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    packet[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }

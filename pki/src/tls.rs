@@ -95,11 +95,7 @@ pub fn node_server_config(
     credentials: Credentials,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = provider();
-    let verifier = NodeClientVerifier {
-        trust,
-        plane,
-        algorithms: provider.signature_verification_algorithms,
-    };
+    let verifier = NodeClientVerifier(NodeCheck::new(trust, plane, &provider));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(verifier))
@@ -119,10 +115,8 @@ pub fn node_client_config(
 ) -> Result<ClientConfig, rustls::Error> {
     let provider = provider();
     let verifier = NodePeerVerifier {
-        trust,
-        plane,
+        check: NodeCheck::new(trust, plane, &provider),
         peer,
-        algorithms: provider.signature_verification_algorithms,
     };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -194,13 +188,69 @@ fn system_time(now: UnixTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs())
 }
 
-/// Verifies connecting nodes.
+/// What both verifiers check: a node chain against the current trust bundle, on one plane;
+/// and the handshake signatures with the ring algorithms.
 #[derive(Debug)]
-struct NodeClientVerifier {
+struct NodeCheck {
     trust: Arc<SharedTrust>,
     plane: Plane,
     algorithms: WebPkiSupportedAlgorithms,
 }
+
+impl NodeCheck {
+    fn new(trust: Arc<SharedTrust>, plane: Plane, provider: &CryptoProvider) -> NodeCheck {
+        NodeCheck {
+            trust,
+            plane,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
+    fn chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: Usage,
+        node: Option<NodeId>,
+    ) -> Result<(), rustls::Error> {
+        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
+            .chain(intermediates.iter().cloned())
+            .collect();
+        let expect = NodeExpectation {
+            plane: Some(self.plane),
+            node,
+            wireguard_key: None,
+        };
+        self.trust
+            .current()
+            .verify_node(&chain, system_time(now), usage, &expect)
+            .map(|_| ())
+            .map_err(to_rustls)
+    }
+
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+/// Verifies connecting nodes.
+#[derive(Debug)]
+struct NodeClientVerifier(NodeCheck);
 
 impl ClientCertVerifier for NodeClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -213,18 +263,9 @@ impl ClientCertVerifier for NodeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
-            .chain(intermediates.iter().cloned())
-            .collect();
-        let expect = NodeExpectation {
-            plane: Some(self.plane),
-            ..NodeExpectation::default()
-        };
-        self.trust
-            .current()
-            .verify_node(&chain, system_time(now), Usage::Client, &expect)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(to_rustls)
+        self.0
+            .chain(end_entity, intermediates, now, Usage::Client, None)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -233,7 +274,7 @@ impl ClientCertVerifier for NodeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.0.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -242,21 +283,19 @@ impl ClientCertVerifier for NodeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.0.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.0.algorithms.supported_schemes()
     }
 }
 
 /// Verifies the node a connection was meant to reach.
 #[derive(Debug)]
 struct NodePeerVerifier {
-    trust: Arc<SharedTrust>,
-    plane: Plane,
+    check: NodeCheck,
     peer: NodeId,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for NodePeerVerifier {
@@ -268,19 +307,15 @@ impl ServerCertVerifier for NodePeerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
-            .chain(intermediates.iter().cloned())
-            .collect();
-        let expect = NodeExpectation {
-            plane: Some(self.plane),
-            node: Some(self.peer),
-            wireguard_key: None,
-        };
-        self.trust
-            .current()
-            .verify_node(&chain, system_time(now), Usage::Server, &expect)
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(to_rustls)
+        self.check
+            .chain(
+                end_entity,
+                intermediates,
+                now,
+                Usage::Server,
+                Some(self.peer),
+            )
+            .map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -289,7 +324,7 @@ impl ServerCertVerifier for NodePeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.check.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -298,10 +333,10 @@ impl ServerCertVerifier for NodePeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.check.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.check.algorithms.supported_schemes()
     }
 }

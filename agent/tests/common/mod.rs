@@ -305,6 +305,16 @@ pub fn packet(src: IpAddr, dst: IpAddr, proto: u8, port: u16, syn: bool) -> Vec<
     p
 }
 
+/// Grows an IPv4 packet from [`packet`] to `size` bytes, fixing its length and checksum.
+pub fn pad(packet: &mut Vec<u8>, size: usize) {
+    packet.resize(size.max(packet.len()), 0);
+    let len = packet.len() as u16;
+    packet[2..4].copy_from_slice(&len.to_be_bytes());
+    packet[10..12].copy_from_slice(&[0, 0]);
+    let checksum = ipv4_checksum(&packet[..20]);
+    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+}
+
 fn ipv4_checksum(header: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for chunk in header.chunks(2) {
