@@ -210,7 +210,7 @@ impl PlaneNode {
                         return;
                     }
                 }
-                let public = PublicKey::from(&self.private);
+                let public = PublicKey::from(self.public.0);
                 match parse_handshake_anon(&self.private, &public, &init) {
                     Ok(half) => self.by_key.get(&half.peer_static_public).copied(),
                     Err(_) => None,
