@@ -8,6 +8,7 @@
 //! hash map with an unkeyed fast hash — safe here because the table is built from the bundle
 //! and lookups never insert, so no sender can grow a collision chain.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -33,6 +34,9 @@ pub enum Hop {
 pub struct RouteTable {
     /// (prefix length, is IPv6) → masked network address → hop; longest lengths first.
     levels: Vec<Level>,
+    /// The last lookup and its answer: a burst of one flow (what a receive batch mostly
+    /// is) costs one comparison per packet after its first. Cleared by every insert.
+    last: Cell<Option<(IpAddr, Option<Hop>)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +96,7 @@ impl RouteTable {
 
     /// Adds a route; a later route for the same prefix replaces the earlier one.
     pub fn insert(&mut self, prefix: IpNet, hop: Hop) {
+        self.last.set(None);
         let (v6, len) = (prefix.addr().is_ipv6(), prefix.prefix_len());
         let key = masked(prefix.addr(), len);
         let at = self.levels.iter().position(|l| l.v6 == v6 && l.len == len);
@@ -118,11 +123,19 @@ impl RouteTable {
 
     /// Where a packet for `addr` goes; `None` if no route covers it.
     pub fn lookup(&self, addr: IpAddr) -> Option<Hop> {
+        if let Some((last, hop)) = self.last.get()
+            && last == addr
+        {
+            return hop;
+        }
         let v6 = addr.is_ipv6();
-        self.levels
+        let hop = self
+            .levels
             .iter()
             .filter(|level| level.v6 == v6)
-            .find_map(|level| level.entries.get(masked(addr, level.len)))
+            .find_map(|level| level.entries.get(masked(addr, level.len)));
+        self.last.set(Some((addr, hop)));
+        hop
     }
 
     /// How many routes.
@@ -184,6 +197,19 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_answer_is_forgotten_when_a_route_is_added() {
+        let mut table = RouteTable::new();
+        table.insert(net("10.0.0.0/8"), Hop::Peer(0));
+        assert_eq!(table.lookup(ip("10.32.0.1")), Some(Hop::Peer(0)));
+        assert_eq!(table.lookup(ip("10.32.0.1")), Some(Hop::Peer(0)));
+        table.insert(net("10.32.0.0/27"), Hop::Local);
+        assert_eq!(table.lookup(ip("10.32.0.1")), Some(Hop::Local));
+        assert_eq!(table.lookup(ip("11.0.0.1")), None);
+        table.insert(net("0.0.0.0/0"), Hop::Unreachable);
+        assert_eq!(table.lookup(ip("11.0.0.1")), Some(Hop::Unreachable));
+    }
+
+    #[test]
     fn a_crowded_level_becomes_a_map_and_still_answers() {
         let mut table = RouteTable::new();
         for i in 0..20u8 {
@@ -228,6 +254,7 @@ mod tests {
                     .max_by_key(|(p, _)| p.prefix_len())
                     .map(|(_, i)| Hop::Peer(*i));
                 proptest::prop_assert_eq!(table.lookup(addr), best);
+                proptest::prop_assert_eq!(table.lookup(addr), best, "remembered");
             }
         }
     }

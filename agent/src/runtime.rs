@@ -11,8 +11,9 @@
 //!   hold up to 64 same-sized datagrams from one sender ([`RecvMeta::stride`]); the runtime
 //!   splits them and hands the core one datagram at a time, straight from the slot.
 //! - Out: consecutive transmits from one socket to one address with one size (the last may
-//!   be shorter) — what a burst of one flow looks like once encrypted — are copied into one
-//!   buffer and leave in one `sendmsg` with UDP GSO (at most 64 datagrams, 65,000 bytes).
+//!   be shorter) — what a burst of one flow looks like once encrypted — lie back to back in
+//!   the core's [`Outputs`] (boringtun encrypts straight into it) and leave from there, with
+//!   no copy, in one `sendmsg` with UDP GSO (at most 64 datagrams, 65,000 bytes).
 //!   Without GSO in the kernel every datagram is one `sendmsg`, as before.
 //! - Socket buffers are raised to 7 MiB, as wireguard-go does (the kernel caps the request
 //!   at `net.core.rmem_max`/`wmem_max`), so a burst that outruns the core for a moment waits
@@ -64,7 +65,7 @@ use tokio::task::JoinHandle;
 use topology::Plane;
 
 use crate::control::Status;
-use crate::node::{Node, Output};
+use crate::node::{Node, Output, Outputs};
 
 /// How often the published status is refreshed.
 const STATUS_PERIOD: Duration = Duration::from_millis(100);
@@ -171,7 +172,6 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
         status: status_tx,
         slots: vec![0; SLOT * BATCH_SIZE],
         meta: [RecvMeta::default(); BATCH_SIZE],
-        gso: Vec::with_capacity(GSO_BYTES),
     };
     let task = tokio::spawn(core.run(local_rx, stop_rx));
     Ok(Running {
@@ -334,8 +334,6 @@ struct Core {
     /// Receive slots, [`BATCH_SIZE`] × [`SLOT`] bytes, shared by every socket.
     slots: Vec<u8>,
     meta: [RecvMeta; BATCH_SIZE],
-    /// Where a GSO batch is put together.
-    gso: Vec<u8>,
 }
 
 impl Core {
@@ -345,7 +343,7 @@ impl Core {
         mut local: mpsc::Receiver<(Plane, Vec<u8>)>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        let mut out = Vec::with_capacity(LOCAL_BATCH * 2);
+        let mut out = Outputs::new();
         let mut local_open = true;
         let mut next_status = Instant::now() + STATUS_PERIOD;
         loop {
@@ -406,7 +404,7 @@ impl Core {
     }
 
     /// One batch from socket `ix` into the core; false when it had nothing.
-    fn receive(&mut self, ix: usize, now: Instant, out: &mut Vec<Output>) -> bool {
+    fn receive(&mut self, ix: usize, now: Instant, out: &mut Outputs) -> bool {
         let Core {
             node,
             sockets,
@@ -433,56 +431,35 @@ impl Core {
         }
     }
 
-    async fn flush(&mut self, out: &mut Vec<Output>) {
-        let mut outputs = out.drain(..).peekable();
-        while let Some(output) = outputs.next() {
-            match output {
-                Output::Transmit {
-                    plane,
-                    from,
-                    to,
-                    datagram,
-                } => {
-                    let Some(socket) = self.sockets.iter().find(|s| s.configured == from) else {
-                        tracing::warn!(%plane, %from, "no socket for this local address");
+    /// Sends every datagram (runs to one destination as one GSO batch, straight from the
+    /// core's output buffer), hands packets to the interface, logs events.
+    async fn flush(&mut self, out: &mut Outputs) {
+        let sockets = &self.sockets;
+        let most = |from: SocketAddr, size: usize| {
+            sockets
+                .iter()
+                .find(|s| s.configured == from)
+                .map_or(1, |s| s.gso_segments(size))
+        };
+        for run in out.runs(most) {
+            match run {
+                Ok(run) => {
+                    let Some(socket) = sockets.iter().find(|s| s.configured == run.from) else {
+                        tracing::warn!(plane = %run.plane, from = %run.from, "no socket for this local address");
                         continue;
                     };
-                    let size = datagram.len();
-                    let most = socket.gso_segments(size);
-                    let joins = |next: &Output| match next {
-                        Output::Transmit {
-                            from: f,
-                            to: t,
-                            datagram,
-                            ..
-                        } => *f == from && *t == to && (1..=size).contains(&datagram.len()),
-                        _ => false,
-                    };
-                    if most < 2 || !outputs.peek().is_some_and(joins) {
-                        socket.send(to, &datagram, size).await;
-                        continue;
-                    }
-                    self.gso.clear();
-                    self.gso.extend_from_slice(&datagram);
-                    for _ in 1..most {
-                        let Some(Output::Transmit { datagram, .. }) = outputs.next_if(joins) else {
-                            break;
-                        };
-                        self.gso.extend_from_slice(&datagram);
-                        if datagram.len() < size {
-                            break; // only the last segment may be shorter
-                        }
-                    }
-                    socket.send(to, &self.gso, size).await;
+                    socket.send(run.to, run.datagrams, run.segment).await;
                 }
-                Output::Deliver { plane, packet } => {
-                    if self.delivered.try_send((plane, packet)).is_err() {
+                Err(Output::Deliver { plane, packet }) => {
+                    if self.delivered.try_send((plane, packet.to_vec())).is_err() {
                         tracing::debug!(%plane, "local interface full; packet dropped");
                     }
                 }
-                Output::Event(event) => tracing::info!(?event, "agent event"),
+                Err(Output::Event(event)) => tracing::info!(?event, "agent event"),
+                Err(Output::Transmit { .. }) => {} // always part of a run
             }
         }
+        out.clear();
     }
 }
 

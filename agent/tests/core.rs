@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent::control::{PathChoice, PeerHealth, PlaneStatus, ProbeSettings};
-use agent::node::{Event, Node, Output};
+use agent::node::{Event, Node, Output, Outputs};
 use common::{CITY, Lab, MINISTRY, PLANE, PROVINCE, packet};
 use topology::Zone;
 
@@ -25,7 +25,7 @@ struct Sim {
     cut: Vec<(SocketAddr, SocketAddr)>,
     delivered: Vec<(&'static str, Vec<u8>)>,
     events: Vec<(Instant, &'static str, Event)>,
-    queue: VecDeque<(usize, Output)>,
+    queue: VecDeque<(usize, Output<Vec<u8>>)>,
 }
 
 impl Sim {
@@ -77,9 +77,9 @@ impl Sim {
             self.now += TICK;
             for i in 0..self.nodes.len() {
                 if self.nodes[i].next_timeout().is_some_and(|t| t <= self.now) {
-                    let mut out = Vec::new();
+                    let mut out = Outputs::new();
                     self.nodes[i].handle_timeout(self.now, &mut out);
-                    self.queue.extend(out.into_iter().map(|o| (i, o)));
+                    self.queue.extend(out.take().into_iter().map(|o| (i, o)));
                 }
             }
             self.drain();
@@ -104,9 +104,9 @@ impl Sim {
 
     fn send(&mut self, from: &'static str, packet: &[u8]) {
         let i = self.index(from);
-        let mut out = Vec::new();
+        let mut out = Outputs::new();
         self.nodes[i].handle_local(self.now, PLANE, packet, &mut out);
-        self.queue.extend(out.into_iter().map(|o| (i, o)));
+        self.queue.extend(out.take().into_iter().map(|o| (i, o)));
         self.drain();
     }
 
@@ -126,9 +126,9 @@ impl Sim {
                     let Some(&j) = self.addresses.get(&to) else {
                         continue;
                     };
-                    let mut out = Vec::new();
+                    let mut out = Outputs::new();
                     self.nodes[j].handle_datagram(self.now, PLANE, to, from, &datagram, &mut out);
-                    self.queue.extend(out.into_iter().map(|o| (j, o)));
+                    self.queue.extend(out.take().into_iter().map(|o| (j, o)));
                 }
                 Output::Deliver { packet, .. } => self.delivered.push((self.names[i], packet)),
                 Output::Event(event) => self.events.push((self.now, self.names[i], event)),
@@ -462,7 +462,7 @@ fn a_packet_never_leaves_through_another_planes_instance() {
     let office_parent = lab.address_on(PROVINCE, Plane::Office, Zone::Mgmt);
     let business_parent = lab.address(PROVINCE, Zone::Mgmt);
     let office_mgmt = lab.address_on(CITY, Plane::Office, Zone::Mgmt);
-    let mut out = Vec::new();
+    let mut out = Outputs::new();
     city.handle_local(
         now,
         PLANE,
@@ -487,19 +487,19 @@ fn a_packet_never_leaves_through_another_planes_instance() {
         &mut out,
     );
     assert!(!out.is_empty());
-    for output in &out {
+    for output in out.iter() {
         match output {
             Output::Transmit { plane, from, .. } => {
-                assert_eq!((*plane, *from), (Plane::Office, office_city.listen))
+                assert_eq!((plane, from), (Plane::Office, office_city.listen))
             }
             other => panic!("unexpected {other:?}"),
         }
     }
     // An office-plane handshake delivered to the business instance is refused there.
-    let Output::Transmit { datagram, .. } = out.remove(0) else {
+    let Output::Transmit { datagram, .. } = out.take().remove(0) else {
         unreachable!()
     };
-    let mut replies = Vec::new();
+    let mut replies = Outputs::new();
     province.handle_datagram(
         now,
         PLANE,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use agent::control::ProbeSettings;
-use agent::node::{Node, Output};
+use agent::node::{Node, Output, Outputs};
 use common::{CITY, Lab, PLANE, PROVINCE, packet};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -48,12 +48,12 @@ impl Pair {
     /// and how many packets the province delivered.
     fn send(&mut self, packet: &[u8]) -> (Vec<Vec<u8>>, usize) {
         let now = Instant::now();
-        let mut out = Vec::new();
+        let mut out = Outputs::new();
         self.city.handle_local(now, PLANE, packet, &mut out);
         self.city.handle_timeout(now, &mut out);
         let (mut seen, mut delivered) = (Vec::new(), 0);
         while !out.is_empty() {
-            for output in std::mem::take(&mut out) {
+            for output in out.take() {
                 match output {
                     Output::Transmit {
                         from, to, datagram, ..
@@ -76,7 +76,7 @@ impl Pair {
 
     /// Feeds one untrusted datagram to the province; returns whether anything was delivered.
     fn inject(&mut self, datagram: &[u8]) -> bool {
-        let mut out = Vec::new();
+        let mut out = Outputs::new();
         self.province.handle_datagram(
             Instant::now(),
             PLANE,
@@ -164,7 +164,7 @@ fn arbitrary_local_packets_never_panic() {
     let local = proptest::collection::vec(any::<u8>(), 0..120);
     runner
         .run(&local, |p| {
-            let mut out = Vec::new();
+            let mut out = Outputs::new();
             pair.borrow_mut()
                 .city
                 .handle_local(Instant::now(), PLANE, &p, &mut out);

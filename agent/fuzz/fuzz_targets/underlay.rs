@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use agent::control::ProbeSettings;
-use agent::node::{Node, Output};
+use agent::node::{Node, Output, Outputs};
 use common::{CITY, Lab, PLANE, PROVINCE};
 use libfuzzer_sys::fuzz_target;
 
@@ -44,7 +44,7 @@ fn target() -> &'static Mutex<Target> {
 fuzz_target!(|datagram: &[u8]| {
     let mut target = target().lock().unwrap();
     let (local, from) = (target.local, target.from);
-    let mut out = Vec::new();
+    let mut out = Outputs::new();
     target
         .province
         .handle_datagram(Instant::now(), PLANE, local, from, datagram, &mut out);

@@ -46,14 +46,22 @@ pub(super) struct FlowKey {
     pub proto: u8,
 }
 
-/// Hashed in three fixed-size writes rather than field by field: this hash is most of the
+/// Hashed in two or three fixed-size writes rather than field by field: this hash is most of the
 /// cost of a tracked packet. The table's hasher is foldhash with a per-process random seed:
 /// senders choose the ports, so the hash must stay keyed (no HashDoS), but it need not be
 /// SipHash, which cost several times as much per packet.
 impl Hash for FlowKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(bits(self.a));
-        state.write_u128(bits(self.b));
+        match (self.a, self.b) {
+            // Both ends IPv4 (the plan's overlay): one 64-bit write for the pair.
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                state.write_u64(u64::from(u32::from(a)) << 32 | u64::from(u32::from(b)));
+            }
+            (a, b) => {
+                state.write_u128(bits(a));
+                state.write_u128(bits(b));
+            }
+        }
         let rest = u64::from(self.a_port) << 32 | u64::from(self.b_port) << 16;
         state.write_u64(rest | u64::from(self.proto) << 8 | u64::from(self.a.is_ipv6()));
     }

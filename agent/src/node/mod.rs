@@ -2,7 +2,8 @@
 //!
 //! Like boringtun's `noise::Tunn` and quinn-proto, a [`Node`] owns no socket, clock or task:
 //! the runtime hands it underlay datagrams, local packets and timer ticks with the time they
-//! happened, and it returns [`Output`]s — datagrams to send, packets to deliver, events. The
+//! happened, and it writes [`Output`]s — datagrams to send, packets to deliver, events — into
+//! an [`Outputs`] buffer the runtime owns (no allocation or copy per packet; see `output`). The
 //! same core runs over real UDP, over netlab's emulated underlay, and in tests that step time
 //! by hand.
 //!
@@ -17,6 +18,7 @@
 //! started by the first packet, not by a timer. (boringtun's `mock-instant` feature would
 //! make its clock a process-wide mock shared by parallel tests, which is worse.)
 
+mod output;
 mod peer;
 mod plane;
 
@@ -32,32 +34,8 @@ use topology::{NodeId, Plane};
 use crate::control::{Bundle, Status};
 use crate::model::Model;
 
+pub use output::{Output, Outputs, Run};
 pub use plane::PlaneNode;
-
-/// What the core asks its runtime to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Send a datagram on the underlay, from one of the plane's local addresses.
-    Transmit {
-        /// The plane instance.
-        plane: Plane,
-        /// The local address (socket) to send from.
-        from: SocketAddr,
-        /// Where to.
-        to: SocketAddr,
-        /// The bytes.
-        datagram: Vec<u8>,
-    },
-    /// Deliver an overlay packet to this node's interface on the plane (TUN or in-memory).
-    Deliver {
-        /// The plane instance.
-        plane: Plane,
-        /// The IP packet.
-        packet: Vec<u8>,
-    },
-    /// Something an operator wants to know happened.
-    Event(Event),
-}
 
 /// What happened, for logs and the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +143,7 @@ impl Node {
         local: SocketAddr,
         from: SocketAddr,
         datagram: &[u8],
-        out: &mut Vec<Output>,
+        out: &mut Outputs,
     ) {
         if let Some(instance) = self.plane_mut(plane) {
             instance.handle_datagram(now, local, from, datagram, out);
@@ -173,13 +151,7 @@ impl Node {
     }
 
     /// A packet from this node's own interface on `plane`, to send into the overlay.
-    pub fn handle_local(
-        &mut self,
-        now: Instant,
-        plane: Plane,
-        packet: &[u8],
-        out: &mut Vec<Output>,
-    ) {
+    pub fn handle_local(&mut self, now: Instant, plane: Plane, packet: &[u8], out: &mut Outputs) {
         if let Some(instance) = self.plane_mut(plane) {
             instance.handle_local(now, packet, out);
         }
@@ -187,7 +159,7 @@ impl Node {
 
     /// Timers: probes, path probes, WireGuard's own timers, failover. Call at
     /// [`Node::next_timeout`] (or earlier; it is idempotent).
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Outputs) {
         for instance in &mut self.planes {
             instance.handle_timeout(now, out);
         }

@@ -20,7 +20,7 @@ use pki::{TrustBundle, WireGuardKey};
 use topology::{NodeId, Plane, Zone};
 
 use super::peer::{Peer, check_certificate};
-use super::{NodeError, Output};
+use super::{NodeError, Outputs};
 use crate::control::{Bundle, PathChoice, PeerHealth, PeerRole, PlaneConfig, PlaneStatus};
 use crate::filter::{Verdict, ZoneFilter};
 use crate::model::Model;
@@ -54,8 +54,6 @@ pub struct PlaneNode {
     refused: Vec<(NodeId, String)>,
     malformed: u64,
     unroutable: u64,
-    rx_buffer: Vec<u8>,
-    tx_buffer: Vec<u8>,
     next_wireguard_tick: Instant,
     next_limiter_reset: Instant,
 }
@@ -146,8 +144,6 @@ impl PlaneNode {
             refused,
             malformed: 0,
             unroutable: 0,
-            rx_buffer: vec![0; BUFFER],
-            tx_buffer: vec![0; BUFFER],
             next_wireguard_tick: now,
             next_limiter_reset: now + LIMITER_RESET,
         })
@@ -184,11 +180,11 @@ impl PlaneNode {
         local: SocketAddr,
         from: SocketAddr,
         datagram: &[u8],
-        out: &mut Vec<Output>,
+        out: &mut Outputs,
     ) {
         if pathprobe::is_path_probe(datagram) {
             if let Some((to, reply)) = self.paths.on_datagram(now, from, datagram) {
-                self.transmit(local, to, reply, out);
+                out.transmit(self.plane, local, to, &reply);
             }
             return;
         }
@@ -201,8 +197,7 @@ impl PlaneNode {
                 {
                     Ok(_) => {}
                     Err(TunnResult::WriteToNetwork(reply)) => {
-                        let reply = reply.to_vec();
-                        self.transmit(local, from, reply, out);
+                        out.transmit(self.plane, local, from, reply);
                         return;
                     }
                     Err(_) => {
@@ -227,6 +222,8 @@ impl PlaneNode {
         }
     }
 
+    /// Decrypts straight into `out`'s spare room: a packet for this node is committed
+    /// where it lies, a forwarded one is encrypted again from there.
     fn decapsulate(
         &mut self,
         now: Instant,
@@ -234,14 +231,16 @@ impl PlaneNode {
         local: SocketAddr,
         from: SocketAddr,
         datagram: &[u8],
-        out: &mut Vec<Output>,
+        out: &mut Outputs,
     ) {
-        let mut buffer = std::mem::take(&mut self.rx_buffer);
         let mut input = datagram;
         while let Some(Some(peer)) = self.peers.get_mut(index) {
-            let result = peer.tunn.decapsulate(Some(from.ip()), input, &mut buffer);
+            let result = peer
+                .tunn
+                .decapsulate(Some(from.ip()), input, out.spare(BUFFER));
             input = &[];
-            match result {
+            // boringtun writes every result at the start of the buffer it is given.
+            let (len, source) = match result {
                 TunnResult::Done => break,
                 TunnResult::Err(err) => {
                     tracing::debug!(plane = %self.plane, peer = %peer.config.node, ?err, "datagram refused");
@@ -249,26 +248,19 @@ impl PlaneNode {
                     break;
                 }
                 TunnResult::WriteToNetwork(reply) => {
-                    let reply = reply.to_vec();
+                    let len = reply.len();
                     self.roam(index, local, from);
-                    self.transmit(local, from, reply, out);
+                    out.commit_transmit(self.plane, local, from, len);
                     // Packets queued while the handshake ran follow (empty input).
+                    continue;
                 }
-                TunnResult::WriteToTunnelV4(packet, source) => {
-                    let len = packet.len();
-                    self.roam(index, local, from);
-                    self.inbound(now, index, IpAddr::V4(source), &buffer[..len], out);
-                    break;
-                }
-                TunnResult::WriteToTunnelV6(packet, source) => {
-                    let len = packet.len();
-                    self.roam(index, local, from);
-                    self.inbound(now, index, IpAddr::V6(source), &buffer[..len], out);
-                    break;
-                }
-            }
+                TunnResult::WriteToTunnelV4(packet, source) => (packet.len(), IpAddr::V4(source)),
+                TunnResult::WriteToTunnelV6(packet, source) => (packet.len(), IpAddr::V6(source)),
+            };
+            self.roam(index, local, from);
+            self.inbound(now, index, source, len, out);
+            break;
         }
-        self.rx_buffer = buffer;
     }
 
     /// A peer without a fixed path answers where it was last heard from (WireGuard roaming);
@@ -281,20 +273,21 @@ impl PlaneNode {
         }
     }
 
-    /// A packet out of peer `index`'s tunnel.
+    /// A packet out of peer `index`'s tunnel: the first `len` spare bytes of `out`.
     fn inbound(
         &mut self,
         now: Instant,
         index: usize,
         source: IpAddr,
-        packet: &[u8],
-        out: &mut Vec<Output>,
+        len: usize,
+        out: &mut Outputs,
     ) {
         let Some(Some(peer)) = self.peers.get_mut(index) else {
             return;
         };
+        let packet = out.decrypted(len);
         peer.traffic.rx_packets += 1;
-        peer.traffic.rx_bytes += packet.len() as u64;
+        peer.traffic.rx_bytes += len as u64;
         if !peer.allows_source(source) {
             tracing::debug!(plane = %self.plane, peer = %peer.config.node, %source, "source outside the peer's allowed prefixes");
             self.unroutable += 1;
@@ -307,100 +300,85 @@ impl PlaneNode {
         {
             if let Some(reply) = probe.on_message(now, &message) {
                 let reply = probe_packet(*ours, *theirs, &reply);
-                self.encapsulate(index, &reply, out);
+                self.encapsulate(index, Cleartext::Local(&reply), out);
             }
             return;
         }
-        self.route(now, Some(index), packet, out);
+        match self.route(now, Some(index), packet) {
+            Some(Next::Deliver) => out.commit_deliver(self.plane, len),
+            Some(Next::Peer(to)) => self.encapsulate(to, Cleartext::Decrypted(len), out),
+            None => {}
+        }
     }
 
-    pub(super) fn handle_local(&mut self, now: Instant, packet: &[u8], out: &mut Vec<Output>) {
-        self.route(now, None, packet, out);
+    pub(super) fn handle_local(&mut self, now: Instant, packet: &[u8], out: &mut Outputs) {
+        if let Some(Next::Peer(to)) = self.route(now, None, packet) {
+            self.encapsulate(to, Cleartext::Local(packet), out);
+        }
     }
 
-    /// Filters and routes a packet that came out of tunnel `came_from` (or from the local
-    /// interface when `None`).
-    fn route(
-        &mut self,
-        now: Instant,
-        came_from: Option<usize>,
-        packet: &[u8],
-        out: &mut Vec<Output>,
-    ) {
+    /// Where a packet that came out of tunnel `came_from` (or from the local interface when
+    /// `None`) goes, once routed and filtered; `None` when it is dropped (and counted).
+    fn route(&mut self, now: Instant, came_from: Option<usize>, packet: &[u8]) -> Option<Next> {
         let Some(destination) = Tunn::dst_address(packet) else {
             self.malformed += 1;
-            return;
+            return None;
         };
-        let hop = self.routes.lookup(destination);
-        let next = match hop {
-            Some(Hop::Local) if came_from.is_some() => None,
+        let next = match self.routes.lookup(destination) {
+            Some(Hop::Local) if came_from.is_some() => Next::Deliver,
             Some(Hop::Peer(to))
                 if Some(to) != came_from && matches!(self.peers.get(to), Some(Some(_))) =>
             {
-                Some(to)
+                Next::Peer(to)
             }
             _ => {
                 self.unroutable += 1;
-                return;
+                return None;
             }
         };
         match self.filter.check(now, packet) {
-            Verdict::Allow { .. } => {}
-            Verdict::Deny(_) | Verdict::Malformed => return,
-        }
-        match next {
-            Some(to) => self.encapsulate(to, packet, out),
-            None => out.push(Output::Deliver {
-                plane: self.plane,
-                packet: packet.to_vec(),
-            }),
+            Verdict::Allow { .. } => Some(next),
+            Verdict::Deny(_) | Verdict::Malformed => None,
         }
     }
 
-    /// Encrypts `packet` into peer `index`'s tunnel and sends it on the peer's current path.
-    fn encapsulate(&mut self, index: usize, packet: &[u8], out: &mut Vec<Output>) {
-        let mut buffer = std::mem::take(&mut self.tx_buffer);
-        if let Some(Some(peer)) = self.peers.get_mut(index) {
-            let endpoint = peer.endpoint;
-            match (peer.tunn.encapsulate(packet, &mut buffer), endpoint) {
-                (TunnResult::WriteToNetwork(datagram), Some((local, remote))) => {
-                    peer.traffic.tx_packets += 1;
-                    peer.traffic.tx_bytes += packet.len() as u64;
-                    out.push(Output::Transmit {
-                        plane: self.plane,
-                        from: local,
-                        to: remote,
-                        datagram: datagram.to_vec(),
-                    });
+    /// Encrypts a packet into peer `index`'s tunnel, straight into `out`, and sends it on the
+    /// peer's current path.
+    fn encapsulate(&mut self, index: usize, packet: Cleartext<'_>, out: &mut Outputs) {
+        let Some(Some(peer)) = self.peers.get_mut(index) else {
+            return;
+        };
+        let (len, sealed) = match packet {
+            Cleartext::Local(packet) => (
+                packet.len(),
+                sealed(peer.tunn.encapsulate(packet, out.spare(BUFFER))),
+            ),
+            Cleartext::Decrypted(len) => {
+                let (packet, room) = out.spare_split(len, BUFFER);
+                let sealed = sealed(peer.tunn.encapsulate(packet, room));
+                if let Ok(sealed) = sealed {
+                    out.shift(len, sealed);
                 }
-                (TunnResult::WriteToNetwork(_), None) => self.unroutable += 1,
-                (TunnResult::Err(err), _) => {
-                    tracing::debug!(plane = %self.plane, peer = %peer.config.node, ?err, "encapsulation failed");
-                }
-                _ => {}
+                (len, sealed)
             }
+        };
+        match (sealed, peer.endpoint) {
+            (Ok(sealed), Some((local, remote))) => {
+                peer.traffic.tx_packets += 1;
+                peer.traffic.tx_bytes += len as u64;
+                out.commit_transmit(self.plane, local, remote, sealed);
+            }
+            (Ok(_), None) => self.unroutable += 1,
+            (Err(Some(err)), _) => {
+                tracing::debug!(plane = %self.plane, peer = %peer.config.node, ?err, "encapsulation failed");
+            }
+            (Err(None), _) => {}
         }
-        self.tx_buffer = buffer;
     }
 
-    fn transmit(
-        &self,
-        local: SocketAddr,
-        to: SocketAddr,
-        datagram: Vec<u8>,
-        out: &mut Vec<Output>,
-    ) {
-        out.push(Output::Transmit {
-            plane: self.plane,
-            from: local,
-            to,
-            datagram,
-        });
-    }
-
-    pub(super) fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(super) fn handle_timeout(&mut self, now: Instant, out: &mut Outputs) {
         for (to, datagram) in self.paths.poll(now) {
-            self.transmit(self.listen, to, datagram, out);
+            out.transmit(self.plane, self.listen, to, &datagram);
         }
         for index in 0..self.peers.len() {
             self.probe_peer(now, index, out);
@@ -416,7 +394,7 @@ impl PlaneNode {
         }
     }
 
-    fn probe_peer(&mut self, now: Instant, index: usize, out: &mut Vec<Output>) {
+    fn probe_peer(&mut self, now: Instant, index: usize, out: &mut Outputs) {
         let plane = self.plane;
         let Some(Some(peer)) = self.peers.get_mut(index) else {
             return;
@@ -431,19 +409,19 @@ impl PlaneNode {
         if health != peer.reported && health != PeerHealth::Unknown {
             peer.reported = health;
             tracing::info!(%plane, peer = %peer.config.node, ?health, "peer health");
-            out.push(Output::Event(super::Event::PeerHealth {
+            out.event(super::Event::PeerHealth {
                 plane,
                 peer: peer.config.node,
                 up: health == PeerHealth::Up,
-            }));
+            });
         }
         for request in requests {
-            self.encapsulate(index, &request, out);
+            self.encapsulate(index, Cleartext::Local(&request), out);
         }
     }
 
     /// Moves an uplink with a backup to the path the probes say is healthy.
-    fn fail_over(&mut self, now: Instant, index: usize, out: &mut Vec<Output>) {
+    fn fail_over(&mut self, now: Instant, index: usize, out: &mut Outputs) {
         let plane = self.plane;
         let listen = self.listen;
         let Some(Some(peer)) = self.peers.get_mut(index) else {
@@ -475,29 +453,23 @@ impl PlaneNode {
             };
             peer.endpoint = Some((listen, remote));
             tracing::info!(%plane, peer = %peer.config.node, ?choice, "uplink path switched");
-            out.push(Output::Event(super::Event::PathSwitch {
+            out.event(super::Event::PathSwitch {
                 plane,
                 peer: peer.config.node,
                 backup: choice == PathChoice::Backup,
-            }));
+            });
         }
     }
 
-    fn wireguard_timers(&mut self, out: &mut Vec<Output>) {
-        let mut buffer = std::mem::take(&mut self.tx_buffer);
+    fn wireguard_timers(&mut self, out: &mut Outputs) {
         for peer in self.peers.iter_mut().flatten() {
             if let (TunnResult::WriteToNetwork(datagram), Some((local, remote))) =
-                (peer.tunn.update_timers(&mut buffer), peer.endpoint)
+                (peer.tunn.update_timers(out.spare(BUFFER)), peer.endpoint)
             {
-                out.push(Output::Transmit {
-                    plane: self.plane,
-                    from: local,
-                    to: remote,
-                    datagram: datagram.to_vec(),
-                });
+                let len = datagram.len();
+                out.commit_transmit(self.plane, local, remote, len);
             }
         }
-        self.tx_buffer = buffer;
     }
 
     pub(super) fn next_timeout(&self) -> Option<Instant> {
@@ -555,6 +527,33 @@ impl PlaneNode {
             }
         }
         dropped
+    }
+}
+
+/// Where a routed packet goes.
+enum Next {
+    /// To this node's interface.
+    Deliver,
+    /// Into peer `n`'s tunnel.
+    Peer(usize),
+}
+
+/// A packet to encrypt: the caller's, or the first `n` spare bytes of the outputs (decrypted
+/// there, being forwarded).
+enum Cleartext<'a> {
+    Local(&'a [u8]),
+    Decrypted(usize),
+}
+
+/// The length of what boringtun wrote, or why there is nothing to send (`None`: a packet
+/// queued behind a handshake, or nothing due).
+fn sealed(
+    result: TunnResult<'_>,
+) -> Result<usize, Option<boringtun::noise::errors::WireGuardError>> {
+    match result {
+        TunnResult::WriteToNetwork(datagram) => Ok(datagram.len()),
+        TunnResult::Err(err) => Err(Some(err)),
+        _ => Err(None),
     }
 }
 
