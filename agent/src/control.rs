@@ -17,10 +17,17 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod protocol;
+
 use ipnet::IpNet;
 use pki::WireGuardKey;
 use serde::{Deserialize, Serialize};
 use topology::{NodeId, Plane};
+
+pub use protocol::{
+    EnrollRequest, EnrollResponse, HealthReport, LONG_POLL, MAX_BODY, PlaneEnrollment, Refusal,
+    SignError, SignedBundle, SignedBundleError, Verifier,
+};
 
 /// The bundle layout this build reads and writes.
 pub const BUNDLE_FORMAT: u32 = 1;

@@ -12,8 +12,10 @@
 //!   status it reports; [`metrics`] and [`show`] render that status.
 //! - [`identity`]: the node's keys and certificate requests.
 
+pub mod client;
 pub mod control;
 pub mod filter;
+pub mod follow;
 pub mod identity;
 pub mod metrics;
 pub mod model;

@@ -53,6 +53,7 @@
 
 use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -64,8 +65,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use topology::Plane;
 
-use crate::control::Status;
-use crate::node::{Node, Output, Outputs};
+use crate::control::{Bundle, Status};
+use crate::model::Model;
+use crate::node::{Node, NodeError, Output, Outputs, Reconfigured};
 
 /// How often the published status is refreshed.
 const STATUS_PERIOD: Duration = Duration::from_millis(100);
@@ -118,7 +120,57 @@ pub struct Running {
     /// The addresses it listens on, per plane (useful with port 0).
     pub listening: Vec<(Plane, SocketAddr)>,
     stop: Option<oneshot::Sender<()>>,
+    reconfigure: mpsc::Sender<Reconfigure>,
     task: JoinHandle<()>,
+}
+
+/// A newer bundle for the running core, and where to say how it went.
+#[derive(Debug)]
+struct Reconfigure {
+    bundle: Box<Bundle>,
+    keys: Vec<(Plane, [u8; 32])>,
+    model: Arc<Model>,
+    done: oneshot::Sender<Result<Reconfigured, NodeError>>,
+}
+
+impl Running {
+    /// A handle that applies bundles and reads the status, for a task of its own (the
+    /// controller follower) while the owner keeps the interface.
+    pub fn control(&self) -> Control {
+        Control {
+            reconfigure: self.reconfigure.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+/// What a follower needs of a running agent: apply a bundle, read the status.
+#[derive(Debug, Clone)]
+pub struct Control {
+    reconfigure: mpsc::Sender<Reconfigure>,
+    /// The agent's status.
+    pub status: watch::Receiver<Status>,
+}
+
+impl Control {
+    /// Applies a newer bundle to the running core (see [`Node::reconfigure`]); `None` when
+    /// the agent has stopped.
+    pub async fn reconfigure(
+        &self,
+        bundle: Bundle,
+        keys: Vec<(Plane, [u8; 32])>,
+        model: Arc<Model>,
+    ) -> Option<Result<Reconfigured, NodeError>> {
+        let (done, result) = oneshot::channel();
+        let request = Reconfigure {
+            bundle: Box::new(bundle),
+            keys,
+            model,
+            done,
+        };
+        self.reconfigure.send(request).await.ok()?;
+        result.await.ok()
+    }
 }
 
 impl Running {
@@ -165,6 +217,7 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
     let now = Instant::now();
     let (status_tx, status_rx) = watch::channel(node.status(now));
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (reconfigure_tx, reconfigure_rx) = mpsc::channel(1);
     let core = Core {
         node,
         sockets,
@@ -173,7 +226,7 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
         slots: vec![0; SLOT * BATCH_SIZE],
         meta: [RecvMeta::default(); BATCH_SIZE],
     };
-    let task = tokio::spawn(core.run(local_rx, stop_rx));
+    let task = tokio::spawn(core.run(local_rx, reconfigure_rx, stop_rx));
     Ok(Running {
         interface: Interface {
             send: local_tx,
@@ -182,6 +235,7 @@ pub async fn start(node: Node, bind: &[(Plane, SocketAddr)]) -> Result<Running, 
         status: status_rx,
         listening,
         stop: Some(stop_tx),
+        reconfigure: reconfigure_tx,
         task,
     })
 }
@@ -341,6 +395,7 @@ impl Core {
     async fn run(
         mut self,
         mut local: mpsc::Receiver<(Plane, Vec<u8>)>,
+        mut reconfigure: mpsc::Receiver<Reconfigure>,
         mut stop: oneshot::Receiver<()>,
     ) {
         let mut out = Outputs::new();
@@ -348,6 +403,9 @@ impl Core {
         let mut next_status = Instant::now() + STATUS_PERIOD;
         loop {
             // One round: whatever is ready, without waiting.
+            if let Ok(request) = reconfigure.try_recv() {
+                self.reconfigure(request);
+            }
             let now = Instant::now();
             let mut busy = false;
             for ix in 0..self.sockets.len() {
@@ -391,6 +449,7 @@ impl Core {
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
+                Some(request) = reconfigure.recv() => self.reconfigure(request),
                 () = readable(&self.sockets) => {}
                 packet = local.recv(), if local_open => match packet {
                     Some((plane, packet)) => {
@@ -401,6 +460,19 @@ impl Core {
                 () = tokio::time::sleep_until(deadline.into()) => {}
             }
         }
+    }
+
+    #[allow(clippy::disallowed_methods)] // the driver reads the clocks for the core
+    fn reconfigure(&mut self, request: Reconfigure) {
+        let result = self.node.reconfigure(
+            &request.bundle,
+            &request.keys,
+            request.model,
+            Instant::now(),
+            std::time::SystemTime::now(),
+        );
+        let _ = request.done.send(result);
+        self.status.send_replace(self.node.status(Instant::now()));
     }
 
     /// One batch from socket `ix` into the core; false when it had nothing.

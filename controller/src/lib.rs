@@ -1,6 +1,22 @@
-//! The Jinbao WAN controller.
+//! The Jinbao WAN controller: it turns topology, plan, policy and certificates into running
+//! agents, and gathers what they see.
 //!
-//! Today it holds the `jinbao-controller` command line over the national model (`plan …`,
-//! `policy …`). It will hold the store, enrollment, config distribution, health and alerts,
-//! SNMP polling, the video-conference scheduler, the isolation audit and the admin API
-//! (issues 5, 7, 9).
+//! - [`store`]: the durable SQLite store (nodes, tokens, certificates, config versions,
+//!   alerts, operators, the hash-chained change log).
+//! - [`health`], [`alerts`], [`census`]: link health with bounded history, alert rules, the
+//!   connectivity census — sans-IO, time passed in.
+//! - [`snmp`]: polling underlay devices (IF-MIB counters into rates).
+//! - [`metrics`]: the controller's Prometheus exposition.
+//! - [`bundles`], [`server`]: config bundles per agent, and the HTTPS (mutual TLS) service for
+//!   agents and operators.
+//!
+//! The `jinbao-controller` command line (plan, policy, CAs, serve) is the binary.
+
+pub mod alerts;
+pub mod bundles;
+pub mod census;
+pub mod health;
+pub mod metrics;
+pub mod server;
+pub mod snmp;
+pub mod store;

@@ -2,7 +2,8 @@
 //!
 //! Today: the national model, IP plan and zone policy (`plan …`, `policy …`), answered from
 //! the embedded defaults or the files given with `--plan`, `--network` and `--policy`; and
-//! the CAs (`ca …`, `cert …`, `crl …`), kept in the controller directory `--dir`.
+//! the CAs (`ca …`, `cert …`, `crl …`), kept in the controller directory `--dir`; and the
+//! controller itself (`init`, `serve`, `node …`, `config …`).
 
 mod cli;
 
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{ca, cert, crl, plan, policy};
+use cli::{ca, cert, crl, plan, policy, serve};
 
 /// Jinbao WAN controller (金保工程 secure WAN).
 #[derive(Debug, Parser)]
@@ -56,6 +57,30 @@ enum Command {
     /// The CAs' revocation lists: show, publish the next ones.
     #[command(subcommand)]
     Crl(crl::CrlCommand),
+    /// Make a controller directory: the CAs (root, ministry, every province), the
+    /// controller's own certificate, the store.
+    Init {
+        /// IP addresses for its certificate (inside the ministry's blocks; agents identify the
+        /// controller by its certificate's identity, not by the address they dial).
+        #[arg(long = "address", value_name = "IP")]
+        addresses: Vec<std::net::IpAddr>,
+        /// More DNS names for its certificate.
+        #[arg(long = "name", value_name = "DNS")]
+        names: Vec<String>,
+    },
+    /// Run the controller: enrollment, config bundles, health, the admin API (HTTPS with
+    /// mutual TLS), until SIGTERM or Ctrl-C.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: std::net::SocketAddr,
+    },
+    /// Nodes: enrollment tokens, the enrolled nodes.
+    #[command(subcommand)]
+    Node(serve::NodeCommand),
+    /// Publish configuration to the agents.
+    #[command(subcommand)]
+    Config(serve::ConfigCommand),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +108,12 @@ fn main() -> ExitCode {
         Command::Ca(command) => ca::run(command, &files, dir, now, &mut out),
         Command::Cert(command) => cert::run(command, &files, dir, now, &mut out),
         Command::Crl(command) => crl::run(command, dir, now, &mut out),
+        Command::Init { addresses, names } => {
+            serve::init(dir, &files, &addresses, &names, now, &mut out)
+        }
+        Command::Serve { listen } => serve::serve(dir, listen),
+        Command::Node(command) => serve::node(command, dir, &files, now, &mut out),
+        Command::Config(command) => serve::config(command, dir, &mut out),
     };
     match outcome {
         Ok(code) => code,

@@ -273,6 +273,84 @@ fn operators_are_issued_by_the_ministry_ca_with_one_role() {
 }
 
 #[test]
+fn a_provincial_operator_is_scoped_to_a_real_province() {
+    let lab = Lab::new("province");
+    lab.ok(&["ca", "init"]);
+    let key = lab.dir.join("wangwu.key").display().to_string();
+    let csr = lab.ok(&[
+        "cert", "request", "--login", "wangwu", "--name", "王五", "--key", &key,
+    ]);
+    let csr = lab.file("wangwu.csr", &csr);
+
+    for (code, why) in [
+        ("99", "--province 99: no province 99 in the network"),
+        (
+            "1401",
+            "bad province `1401` (expected a 2-digit province code, e.g. 14)",
+        ),
+        ("ministry", "bad province `ministry`"),
+    ] {
+        let err = lab.fails(
+            &[
+                "cert",
+                "issue",
+                "--csr",
+                &csr,
+                "--role",
+                "engineer",
+                "--province",
+                code,
+            ],
+            2,
+        );
+        assert!(err.contains(why), "{code}: {err}");
+    }
+
+    let output = lab.run(&[
+        "cert",
+        "issue",
+        "--csr",
+        &csr,
+        "--role",
+        "engineer",
+        "--province",
+        "14",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("operator wangwu (王五) as engineer for province 14 (山西省)"),
+        "{said}"
+    );
+    let chain = chain(&String::from_utf8(output.stdout).unwrap());
+    let identity = lab
+        .store()
+        .trust_bundle()
+        .unwrap()
+        .verify_operator(&chain, SystemTime::now())
+        .unwrap();
+    assert_eq!(
+        (identity.login.as_str(), identity.role),
+        ("wangwu", Role::Engineer)
+    );
+    assert_eq!(identity.province.as_deref(), Some("14"));
+    let listed = lab.ok(&["cert", "list"]);
+    assert!(listed.contains("engineer (14)"), "{listed}");
+
+    // Only for operators.
+    lab.ok(&["ca", "province", "14"]);
+    let (_, node_csr) = lab.node_request("dc:1401", Plane::Business);
+    let err = lab.fails(
+        &["cert", "issue", "--csr", &node_csr, "--province", "14"],
+        2,
+    );
+    assert!(
+        err.contains("--role and --province are for operator requests"),
+        "{err}"
+    );
+}
+
+#[test]
 fn refusals_name_the_problem_and_change_nothing() {
     let lab = Lab::new("refusals");
     let (_, csr) = lab.node_request("dc:1401", Plane::Business);

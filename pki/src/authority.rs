@@ -9,6 +9,11 @@
 //! addresses are exactly the plan's. A request that asks for anything else is refused with
 //! the reason.
 //!
+//! The ministry CA also signs the operators' certificates (a person and a role, and for a
+//! provincial operator the province) and the controller's. The controller holds the ministry
+//! CA, so its certificate needs no request: [`Authority::issue_controller`] reads only the
+//! public half of the controller's key.
+//!
 //! Cities get no CA of their own: a province CA already scopes issuing to the province, a
 //! city level would double the CAs, keys and CRLs to guard (and every verifier's path
 //! length) for no narrower blast radius than the name constraints already give.
@@ -28,15 +33,19 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use topology::plan::Allocation;
-use topology::{Network, NodeId, NodeKind, Plane, Zone};
+use topology::{DivisionCode, DivisionLevel, Network, NodeId, NodeKind, Plane, Zone};
 
 use crate::PkiError;
 use crate::binding::{
-    self, AUTHORITY_OID, AuthorityScope, NODE_OID, OPERATOR_OID, OperatorBinding, Role,
+    self, AUTHORITY_OID, AuthorityScope, CONTROLLER_URI, NODE_OID, OPERATOR_OID, OperatorBinding,
+    Role,
 };
 use crate::key::{KeyAlgorithm, PrivateKey};
 use crate::profile::{self, AUTHORITY_LIFETIME, BACKDATE, ROOT_LIFETIME, datetime, random_serial};
-use crate::request::{NodeRequest, OperatorRequest};
+use crate::request::{NodeRequest, OperatorRequest, RequestKey};
+
+/// The common name of the controller's certificate.
+pub const CONTROLLER_COMMON_NAME: &str = "jinbao-controller";
 
 /// Why a CA refused to sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +115,28 @@ pub enum IssueRefusal {
     /// Operators are issued by the ministry CA.
     #[error("operator certificates are issued by the ministry CA, not the {0} CA")]
     OperatorsAtMinistry(AuthorityScope),
+    /// An operator scoped to something that is not a province.
+    #[error("an operator's scope is a 2-digit province code, not {0}")]
+    NotAProvince(DivisionCode),
+    /// The controller's certificate is issued by the ministry CA.
+    #[error("the controller's certificate is issued by the ministry CA, not the {0} CA")]
+    ControllerAtMinistry(AuthorityScope),
+    /// A controller name that is not a DNS name.
+    #[error("`{0}` is not a DNS name")]
+    BadDnsName(String),
+    /// An address outside the issuing CA's name constraints: the certificate would never
+    /// verify, so it is not issued.
+    #[error(
+        "{address} lies outside the {authority} CA's blocks ({permitted}): no verifier would accept it"
+    )]
+    OutsideNameConstraints {
+        /// The address asked for.
+        address: IpAddr,
+        /// The CA asked.
+        authority: AuthorityScope,
+        /// The blocks it may sign addresses in.
+        permitted: String,
+    },
     /// rcgen could not sign (an internal fault, not the request's).
     #[error("signing failed: {0}")]
     Signing(String),
@@ -450,16 +481,21 @@ impl Authority {
         self.sign(params, &request.public_key, node_id.to_string())
     }
 
-    /// Signs an operator certificate with the role the engineer chose.
+    /// Signs an operator certificate with the role the engineer chose and, for a provincial
+    /// operator, the province (分级管理); `None` is the whole network.
     pub fn issue_operator(
         &self,
         request: &OperatorRequest,
         role: Role,
+        province: Option<DivisionCode>,
         now: SystemTime,
         lifetime: Duration,
     ) -> Result<Issued, IssueRefusal> {
         if self.scope != AuthorityScope::Ministry {
             return Err(IssueRefusal::OperatorsAtMinistry(self.scope));
+        }
+        if let Some(code) = province.filter(|c| c.level() != DivisionLevel::Province) {
+            return Err(IssueRefusal::NotAProvince(code));
         }
         let mut params = leaf_params(now, lifetime).map_err(signing)?;
         params
@@ -477,12 +513,75 @@ impl Authority {
         let binding = OperatorBinding {
             login: request.login.clone(),
             role,
+            province: province.map(|code| code.to_string()),
         };
         params.custom_extensions = vec![CustomExtension::from_oid_content(
             &OPERATOR_OID,
             binding.to_der(),
         )];
         self.sign(params, &request.public_key, request.login.clone())
+    }
+
+    /// Signs the controller's certificate: CN `jinbao-controller`, the identity URI
+    /// [`CONTROLLER_URI`], the DNS names and addresses it is reached by, server and client
+    /// authentication. Only the ministry CA issues it.
+    ///
+    /// The controller holds the ministry CA, so there is no request: `key` is the
+    /// controller's own key, and only its public half is read. The addresses must lie in the
+    /// ministry CA's blocks (its IP name constraints), else the certificate would fail every
+    /// verification and is refused here; the controller's clients need none of these names
+    /// (they check the URI), they are for browsers and `curl`.
+    pub fn issue_controller(
+        &self,
+        key: &PrivateKey,
+        dns_names: &[String],
+        ip_addresses: &[IpAddr],
+        now: SystemTime,
+        lifetime: Duration,
+    ) -> Result<Issued, IssueRefusal> {
+        if self.scope != AuthorityScope::Ministry {
+            return Err(IssueRefusal::ControllerAtMinistry(self.scope));
+        }
+        let permitted = permitted_blocks(&self.certificate).map_err(IssueRefusal::Signing)?;
+        if let Some(blocks) = &permitted
+            && let Some(&address) = ip_addresses
+                .iter()
+                .find(|a| !blocks.iter().any(|b| b.contains(*a)))
+        {
+            let permitted: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+            return Err(IssueRefusal::OutsideNameConstraints {
+                address,
+                authority: self.scope,
+                permitted: permitted.join(", "),
+            });
+        }
+        let dns = dns_names
+            .iter()
+            .map(|name| {
+                rustls_pki_types::DnsName::try_from(name.as_str())
+                    .ok()
+                    .and_then(|_| rcgen::string::Ia5String::try_from(name.as_str()).ok())
+                    .map(SanType::DnsName)
+                    .ok_or_else(|| IssueRefusal::BadDnsName(name.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut params = leaf_params(now, lifetime).map_err(signing)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, CONTROLLER_COMMON_NAME);
+        let uri = CONTROLLER_URI
+            .try_into()
+            .map_err(|_| IssueRefusal::Signing("controller URI".into()))?;
+        params.subject_alt_names = std::iter::once(SanType::URI(uri))
+            .chain(dns)
+            .chain(ip_addresses.iter().map(|&a| SanType::IpAddress(a)))
+            .collect();
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let public = RequestKey::public_of(key);
+        self.sign(params, &public, CONTROLLER_COMMON_NAME.to_owned())
     }
 
     /// This CA's CRL listing `revoked`, numbered `number`, valid from `now` for `lifetime`.
@@ -696,6 +795,44 @@ fn leaf_params(now: SystemTime, lifetime: Duration) -> Result<CertificateParams,
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     Ok(params)
+}
+
+/// The IP blocks a CA certificate's name constraints permit, or `None` when it has none.
+fn permitted_blocks(certificate: &CertificateDer<'_>) -> Result<Option<Vec<ipnet::IpNet>>, String> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(certificate.as_ref())
+        .map_err(|e| format!("the CA certificate: {e}"))?;
+    let Some(constraints) = cert
+        .name_constraints()
+        .map_err(|e| format!("the CA's name constraints: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let Some(subtrees) = &constraints.value.permitted_subtrees else {
+        return Ok(None);
+    };
+    let blocks: Vec<ipnet::IpNet> = subtrees
+        .iter()
+        .filter_map(|subtree| match subtree.base {
+            GeneralName::IPAddress(bytes) => block(bytes),
+            _ => None,
+        })
+        .collect();
+    // Permitted subtrees of other name forms only: addresses are unconstrained.
+    Ok((!blocks.is_empty()).then_some(blocks))
+}
+
+/// An IP name-constraint block: address then mask, 4 + 4 or 16 + 16 bytes.
+fn block(bytes: &[u8]) -> Option<ipnet::IpNet> {
+    let (address, mask) = bytes.split_at(bytes.len() / 2);
+    let ip = |b: &[u8]| -> Option<IpAddr> {
+        <[u8; 4]>::try_from(b)
+            .map(IpAddr::from)
+            .or_else(|_| <[u8; 16]>::try_from(b).map(IpAddr::from))
+            .ok()
+    };
+    ipnet::IpNet::with_netmask(ip(address)?, ip(mask)?).ok()
 }
 
 fn spki_of(certificate: &CertificateDer<'_>) -> Result<Vec<u8>, PkiError> {

@@ -20,13 +20,24 @@
 //! JinbaoOperator ::= SEQUENCE {
 //!     version       INTEGER (1),
 //!     login         UTF8String,             -- "zhangsan"
-//!     role          UTF8String              -- "engineer" | "auditor" | "noc"
+//!     role          UTF8String,             -- "engineer" | "auditor" | "noc"
+//!     province      UTF8String OPTIONAL     -- a province code: "14"; absent: the whole network
 //! }
 //! JinbaoAuthority ::= SEQUENCE {
 //!     version       INTEGER (1),
 //!     scope         UTF8String              -- "root" | "ministry" | a province code: "14"
 //! }
 //! ```
+//!
+//! The operator's `province` (分级管理: an engineer of one province manages only it) was added
+//! after the first certificates were issued, as an optional trailing element with the version
+//! left at 1: an unscoped certificate is byte for byte what it was, and reads back as
+//! unscoped. A reader that predates the element refuses a scoped certificate as malformed
+//! (DER allows no unknown trailing element) instead of granting it the whole network: the
+//! change fails closed.
+//!
+//! The controller's certificate carries no private extension: its identity is the URI
+//! [`CONTROLLER_URI`] and its issuer, the ministry CA.
 //!
 //! Texts rather than enumerations so `openssl x509 -text -certopt ext_parse` shows them as
 //! words. The enterprise number 4294960000 is a placeholder far above any IANA assignment;
@@ -38,6 +49,9 @@ use std::str::FromStr;
 
 use base64::Engine;
 use topology::{DivisionCode, DivisionLevel, NodeId, Plane, Zone};
+
+/// The identity URI of the controller: the only one, whatever names it is reached by.
+pub const CONTROLLER_URI: &str = "spiffe://jinbao/controller";
 
 /// The placeholder private enterprise number (see the module docs).
 pub const PRIVATE_ENTERPRISE_NUMBER: u64 = 4_294_960_000;
@@ -243,13 +257,28 @@ impl FromStr for Role {
     }
 }
 
-/// What an operator certificate binds: a login and one role.
+/// What an operator certificate binds: a login, one role and, for a provincial operator, the
+/// province.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorBinding {
     /// Login name: lower-case letters, digits, `.`, `-`, `_`.
     pub login: String,
     /// The one role.
     pub role: Role,
+    /// The one province the operator works on, as its 2-digit code (`"14"`, as
+    /// [`parse_province`] reads and `DivisionCode` writes it), or `None` for the whole
+    /// network (the ministry's operators). [`OperatorBinding::from_der`] accepts nothing else.
+    pub province: Option<String>,
+}
+
+/// Reads an operator's province: a province-level division code (`14`), nothing deeper.
+pub fn parse_province(text: &str) -> Result<DivisionCode, String> {
+    match text.parse::<DivisionCode>() {
+        Ok(code) if code.level() == DivisionLevel::Province => Ok(code),
+        _ => Err(format!(
+            "bad province `{text}` (expected a 2-digit province code, e.g. 14)"
+        )),
+    }
 }
 
 /// Whether a login is well formed: 1–32 of `a-z 0-9 . - _`, starting with a letter.
@@ -269,18 +298,22 @@ impl OperatorBinding {
                 w.next().write_u8(1);
                 w.next().write_utf8_string(&self.login);
                 w.next().write_utf8_string(self.role.as_str());
+                if let Some(province) = &self.province {
+                    w.next().write_utf8_string(province);
+                }
             })
         })
     }
 
-    /// Reads a `JinbaoOperator` extension value.
+    /// Reads a `JinbaoOperator` extension value; without a province it is unscoped.
     pub fn from_der(der: &[u8]) -> Result<OperatorBinding, BindingError> {
-        let (version, login, role) = yasna::parse_der(der, |r| {
+        let (version, login, role, province) = yasna::parse_der(der, |r| {
             r.read_sequence(|r| {
                 Ok((
                     r.next().read_u64()?,
                     r.next().read_utf8string()?,
                     r.next().read_utf8string()?,
+                    r.read_optional(|r| r.read_utf8string())?,
                 ))
             })
         })
@@ -297,6 +330,14 @@ impl OperatorBinding {
         Ok(OperatorBinding {
             login,
             role: role.parse().map_err(BindingError::Value)?,
+            province: province
+                .map(|p| match parse_province(&p) {
+                    Ok(code) if code.to_string() == p => Ok(p),
+                    Ok(_) | Err(_) => Err(BindingError::Value(format!(
+                        "bad province `{p}` (expected a 2-digit province code, e.g. 14)"
+                    ))),
+                })
+                .transpose()?,
         })
     }
 }
@@ -396,8 +437,15 @@ mod tests {
         let operator = OperatorBinding {
             login: "zhangsan".into(),
             role: Role::Auditor,
+            province: None,
         };
         assert_eq!(OperatorBinding::from_der(&operator.to_der()), Ok(operator));
+        let scoped = OperatorBinding {
+            login: "lisi".into(),
+            role: Role::Engineer,
+            province: Some("14".into()),
+        };
+        assert_eq!(OperatorBinding::from_der(&scoped.to_der()), Ok(scoped));
         for scope in ["root", "ministry", "14"] {
             let scope: AuthorityScope = scope.parse().unwrap();
             assert_eq!(AuthorityScope::from_der(&scope.to_der()), Ok(scope));
@@ -479,6 +527,81 @@ mod tests {
         assert_eq!(
             AuthorityScope::of_node(&"dc:419001".parse().unwrap()).to_string(),
             "41"
+        );
+    }
+
+    #[test]
+    fn the_operator_binding_has_the_documented_der_layout_with_and_without_a_province() {
+        let mut operator = OperatorBinding {
+            login: "lisi".into(),
+            role: Role::Noc,
+            province: None,
+        };
+        // The layout of the certificates issued before provinces existed, unchanged.
+        let mut unscoped = vec![0x30, 0x0e, 0x02, 0x01, 0x01, 0x0c, 0x04];
+        unscoped.extend(b"lisi");
+        unscoped.extend([0x0c, 0x03]);
+        unscoped.extend(b"noc");
+        assert_eq!(operator.to_der(), unscoped);
+        operator.province = Some("14".into());
+        let mut scoped = unscoped.clone();
+        scoped[1] += 4;
+        scoped.extend([0x0c, 0x02]);
+        scoped.extend(b"14");
+        assert_eq!(operator.to_der(), scoped);
+        assert_eq!(
+            OperatorBinding::from_der(&unscoped).map(|b| b.province),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn an_operator_province_is_a_province() {
+        let with = |province: &str| {
+            yasna::construct_der(|w| {
+                w.write_sequence(|w| {
+                    w.next().write_u8(1);
+                    w.next().write_utf8_string("lisi");
+                    w.next().write_utf8_string("noc");
+                    w.next().write_utf8_string(province);
+                })
+            })
+        };
+        for bad in ["1401", "ministry", "4", "xx", ""] {
+            assert_eq!(
+                OperatorBinding::from_der(&with(bad)),
+                Err(BindingError::Value(format!(
+                    "bad province `{bad}` (expected a 2-digit province code, e.g. 14)"
+                ))),
+                "{bad}"
+            );
+        }
+        // Anything after the province is not the documented layout.
+        let extra = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_u8(1);
+                w.next().write_utf8_string("lisi");
+                w.next().write_utf8_string("noc");
+                w.next().write_utf8_string("14");
+                w.next().write_utf8_string("44");
+            })
+        });
+        assert_eq!(
+            OperatorBinding::from_der(&extra),
+            Err(BindingError::Der("JinbaoOperator"))
+        );
+        // A province that is not a UTF8String is not read as absent.
+        let wrong_type = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_u8(1);
+                w.next().write_utf8_string("lisi");
+                w.next().write_utf8_string("noc");
+                w.next().write_u8(14);
+            })
+        });
+        assert_eq!(
+            OperatorBinding::from_der(&wrong_type),
+            Err(BindingError::Der("JinbaoOperator"))
         );
     }
 

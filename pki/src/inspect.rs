@@ -1,7 +1,7 @@
 //! Reading a certificate's Jinbao content, for listings and for the checks after webpki.
 //!
 //! webpki proves a chain; this module says what the proven certificate *is*: a node on a
-//! plane, an operator with a role, or a CA with a scope. Every input is untrusted: any bytes
+//! plane, an operator with a role, the controller, or a CA with a scope. Every input is untrusted: any bytes
 //! give a value or an error, never a panic.
 
 use std::net::IpAddr;
@@ -13,8 +13,8 @@ use x509_parser::prelude::FromDer;
 
 use crate::authority::Serial;
 use crate::binding::{
-    AUTHORITY_OID, AuthorityScope, BindingError, NODE_OID, NodeBinding, OPERATOR_OID,
-    OperatorBinding,
+    AUTHORITY_OID, AuthorityScope, BindingError, CONTROLLER_URI, NODE_OID, NodeBinding,
+    OPERATOR_OID, OperatorBinding,
 };
 use crate::profile::system_time;
 
@@ -55,6 +55,8 @@ pub struct Summary {
     pub addresses: Vec<IpAddr>,
     /// URI subject alternative names.
     pub uris: Vec<String>,
+    /// DNS subject alternative names (only the controller's certificate has them).
+    pub dns_names: Vec<String>,
 }
 
 impl Summary {
@@ -87,6 +89,7 @@ impl Summary {
             authority: None,
             addresses: Vec::new(),
             uris: Vec::new(),
+            dns_names: Vec::new(),
         };
         for extension in tbs.extensions() {
             let oid: Option<Vec<u64>> = extension.oid.iter().map(Iterator::collect);
@@ -108,6 +111,9 @@ impl Summary {
                             match name {
                                 GeneralName::URI(uri) => summary.uris.push((*uri).to_owned()),
                                 GeneralName::IPAddress(bytes) => summary.addresses.push(ip(bytes)?),
+                                GeneralName::DNSName(name) => {
+                                    summary.dns_names.push((*name).to_owned())
+                                }
                                 other => {
                                     return Err(InspectError::UnexpectedName(other.to_string()));
                                 }
@@ -126,8 +132,18 @@ impl Summary {
             (Some(_), _, _) => "node",
             (_, Some(_), _) => "operator",
             (_, _, Some(_)) => "authority",
+            _ if self.is_controller() => "controller",
             _ => "other",
         }
+    }
+
+    /// Whether this is the controller's certificate by its content (no binding, the
+    /// controller URI only); [`crate::TrustBundle::verify_controller`] proves it.
+    pub fn is_controller(&self) -> bool {
+        self.node.is_none()
+            && self.operator.is_none()
+            && self.authority.is_none()
+            && self.uris == [CONTROLLER_URI]
     }
 }
 

@@ -12,6 +12,12 @@
 //! - **Node certificates bind** node id, plane, zones, overlay addresses (IP SANs), identity
 //!   URI and the WireGuard X25519 key ([`binding`] documents the private-arc extensions and
 //!   their DER). 30 days by default, renewed at two thirds.
+//! - **Operators** get a login, one role and, for a provincial operator, one province
+//!   (分级管理), from the ministry CA.
+//! - **The controller** has its own certificate from the ministry CA, known by the URI
+//!   `spiffe://jinbao/controller` whatever name it is dialled by; it serves its API with
+//!   [`tls::controller_server_config`] (client certificates optional, verified when
+//!   presented) and signs documents that anyone holding the root can check ([`signature`]).
 //! - **Revocation.** Every CA publishes a CRL with a next-update; [`TrustBundle`] checks the
 //!   whole chain and refuses unknown status. webpki does not constrain URIs, so the node id's
 //!   province is checked against the issuer's scope here.
@@ -32,6 +38,7 @@ pub mod inspect;
 pub mod key;
 pub mod profile;
 pub mod request;
+pub mod signature;
 pub mod store;
 pub mod tls;
 pub mod verify;
@@ -39,8 +46,10 @@ pub mod verify;
 pub use authority::{Authority, IssueRefusal, Issued, Reason, Revocation, Serial};
 pub use binding::{AuthorityScope, NodeBinding, OperatorBinding, Role, WireGuardKey};
 pub use key::{KeyAlgorithm, PrivateKey};
+pub use signature::SignatureError;
 pub use verify::{
-    NodeExpectation, NodeIdentity, OperatorIdentity, TrustBundle, Usage, VerifyError,
+    ControllerIdentity, NodeExpectation, NodeIdentity, OperatorIdentity, TrustBundle, Usage,
+    VerifyError,
 };
 
 use topology::DivisionCode;

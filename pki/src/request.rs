@@ -111,8 +111,22 @@ impl rcgen::PublicKeyData for RequestKey {
 }
 
 impl RequestKey {
-    fn key_algorithm(&self) -> Option<KeyAlgorithm> {
+    /// The public half of a key held here (the controller's): what a CA signs for, without
+    /// the private half.
+    pub(crate) fn public_of(key: &PrivateKey) -> RequestKey {
+        RequestKey {
+            algorithm: key.algorithm().signature_algorithm(),
+            raw: key.pair().public_key_raw().to_vec(),
+        }
+    }
+
+    pub(crate) fn key_algorithm(&self) -> Option<KeyAlgorithm> {
         KeyAlgorithm::of(self.algorithm)
+    }
+
+    /// The raw public key: the EC point, or the 32 Ed25519 bytes.
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw
     }
 }
 
@@ -303,8 +317,8 @@ fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, RequestError> {
     }
 }
 
-/// The request's key, if it is ECDSA P-256 or Ed25519.
-fn request_key(
+/// The key of a request or certificate, if it is ECDSA P-256 or Ed25519.
+pub(crate) fn request_key(
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
 ) -> Result<RequestKey, RequestError> {
     const EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10045, 2, 1];

@@ -1,6 +1,7 @@
-//! rustls configurations for node-to-node and node-to-controller mutual TLS.
+//! rustls configurations for node-to-node mutual TLS, and for the controller's API
+//! ([`controller_server_config`], [`controller_client_config`]; see [`controller`]).
 //!
-//! Both sides present node certificates and verify the other's with [`TrustBundle`]: chain,
+//! Between nodes, both sides present node certificates and verify the other's with [`TrustBundle`]: chain,
 //! CRLs, plane, and on the connecting side the node it meant to reach. The bundle is shared
 //! and replaceable ([`SharedTrust::replace`]) so a new CRL takes effect on the next
 //! handshake without rebuilding configurations. TLS 1.3 only, ring provider only.
@@ -28,6 +29,12 @@ use topology::{NodeId, Plane};
 
 use crate::PkiError;
 use crate::verify::{NodeExpectation, TrustBundle, Usage, VerifyError};
+
+pub mod controller;
+
+pub use controller::{
+    Caller, ControllerTrust, caller, controller_client_config, controller_server_config,
+};
 
 /// A trust bundle that can be swapped while connections use it (a new CRL, a new CA).
 #[derive(Debug)]
@@ -57,7 +64,7 @@ impl SharedTrust {
     }
 }
 
-/// A node's certificate chain and private key.
+/// A certificate chain and its private key: a node's, an operator's or the controller's.
 #[derive(Debug)]
 pub struct Credentials {
     /// Leaf first, then the issuing CA.

@@ -1,11 +1,16 @@
-//! Verifying node and operator certificates: the chain to the root, every CA's CRL, and
-//! then what webpki cannot know — the node's province against its issuer's, the plane, the
-//! WireGuard key.
+//! Verifying node, operator and controller certificates: the chain to the root, every CA's
+//! CRL, and then what webpki cannot know — the node's province against its issuer's, the
+//! plane, the WireGuard key; the controller's identity URI and that the ministry CA issued it.
 //!
 //! Revocation: every CA publishes a CRL (the root's lists revoked issuing CAs, an issuing
 //! CA's lists revoked leaves) and the whole chain is checked; a certificate whose status no
 //! CRL covers, or a CRL past its next-update, is refused rather than trusted. Time is an
 //! argument, never read here.
+//!
+//! One exception, never reachable from [`TrustBundle::new`]: a bundle of the root alone
+//! (`TrustBundle::root_only`, crate-private) checks chains without revocation, for the two
+//! verifiers that have nothing else — an enrolling agent that has only the root so far, and
+//! someone checking an old signed document (see [`crate::signature`] and [`crate::tls`]).
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -21,7 +26,7 @@ use webpki::{
 };
 
 use crate::authority::Serial;
-use crate::binding::{self, AuthorityScope, Role, WireGuardKey};
+use crate::binding::{self, AuthorityScope, CONTROLLER_URI, Role, WireGuardKey};
 use crate::inspect::Summary;
 use crate::profile::renew_at;
 
@@ -87,8 +92,34 @@ pub enum VerifyError {
     /// Not the kind of certificate asked for (e.g. an operator certificate presented by a node).
     #[error("not a {expected} certificate")]
     WrongKind {
-        /// `node` or `operator`.
+        /// `node`, `operator`, `controller`, or `node or operator`.
         expected: &'static str,
+    },
+    /// A certificate without a Jinbao binding whose identity is not the controller's.
+    #[error("the certificate's identity is `{found}`, not the controller's {CONTROLLER_URI}")]
+    NotController {
+        /// Its URIs, comma-separated (empty when it has none).
+        found: String,
+    },
+    /// A certificate issued by a CA that does not issue that kind.
+    #[error("{what} certificates are issued by the {expected} CA, but the {found} CA issued it")]
+    WrongIssuer {
+        /// `controller`.
+        what: &'static str,
+        /// The CA that issues them.
+        expected: AuthorityScope,
+        /// The CA that issued this one.
+        found: AuthorityScope,
+    },
+    /// No certificate where one is needed (a TLS client that presented none).
+    #[error("no certificate presented")]
+    NoCertificate,
+    /// A certificate without the extended key usage the connection side needs (an operator
+    /// certificate, client-only, presented by a server).
+    #[error("the certificate is not for {required} authentication")]
+    WrongUsage {
+        /// `server` or `client`.
+        required: &'static str,
     },
     /// A CRL that is not signed by a CA of the bundle: tampered, or from elsewhere.
     #[error("CRL refused: {0}")]
@@ -209,8 +240,24 @@ pub struct OperatorIdentity {
     pub login: String,
     /// The one role.
     pub role: Role,
+    /// The one province the operator works on, its 2-digit code (`"14"`, always a valid
+    /// province code: the binding reader checks it), or `None` for the whole network (分级管理).
+    pub province: Option<String>,
     /// Valid until.
     pub not_after: SystemTime,
+}
+
+/// What a verified controller certificate proves: this is the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerIdentity {
+    /// The certificate's serial.
+    pub serial: Serial,
+    /// Valid until.
+    pub not_after: SystemTime,
+    /// When to renew it.
+    pub renew_at: SystemTime,
+    /// The names it is reached by: its DNS names, then its addresses, as written.
+    pub names: Vec<String>,
 }
 
 /// What a node certificate must also match, beyond a valid chain.
@@ -230,7 +277,8 @@ pub struct TrustBundle {
     anchors: Vec<TrustAnchor<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
     scopes: Vec<(CertificateDer<'static>, AuthorityScope)>,
-    crls: Vec<CertRevocationList<'static>>,
+    /// `None` only in a root-only bundle: revocation is not checked.
+    crls: Option<Vec<CertRevocationList<'static>>>,
 }
 
 /// The signature algorithms accepted: ring's ECDSA P-256/P-384 and Ed25519.
@@ -277,7 +325,22 @@ impl TrustBundle {
             anchors: vec![anchor],
             intermediates,
             scopes,
-            crls,
+            crls: Some(crls),
+        })
+    }
+
+    /// A bundle of the root alone, which checks chains (the issuing CA comes with the
+    /// chain) but not revocation. Only for verifiers that have nothing more, each of which
+    /// documents why that is acceptable; never for node links.
+    pub(crate) fn root_only(root: &CertificateDer<'_>) -> Result<TrustBundle, VerifyError> {
+        let anchor = webpki::anchor_from_trusted_cert(root)
+            .map_err(|e| VerifyError::Malformed(format!("root certificate: {e:?}")))?
+            .to_owned();
+        Ok(TrustBundle {
+            anchors: vec![anchor],
+            intermediates: Vec::new(),
+            scopes: Vec::new(),
+            crls: None,
         })
     }
 
@@ -297,6 +360,7 @@ impl TrustBundle {
         let node = binding.node;
         if summary.common_name != node.to_string()
             || summary.uris != [binding::node_uri(binding.plane, &node)]
+            || !summary.dns_names.is_empty()
         {
             return Err(VerifyError::Malformed(
                 "subject and identity URI do not name the bound node".into(),
@@ -360,11 +424,63 @@ impl TrustBundle {
                 "identity URI does not name the bound login".into(),
             ));
         }
+        if !summary.addresses.is_empty() || !summary.dns_names.is_empty() {
+            return Err(VerifyError::Malformed(
+                "an operator certificate names no addresses or hosts".into(),
+            ));
+        }
         Ok(OperatorIdentity {
             name: summary.common_name,
             login: binding.login,
             role: binding.role,
+            province: binding.province,
             not_after: summary.not_after,
+        })
+    }
+
+    /// Verifies the controller's certificate chain: to the root through the ministry CA,
+    /// CRLs as for nodes, server authentication, and the identity URI [`CONTROLLER_URI`]
+    /// with no node or operator binding.
+    pub fn verify_controller(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: SystemTime,
+    ) -> Result<ControllerIdentity, VerifyError> {
+        // The kind first, so a node's or operator's certificate is named as such whatever
+        // else is wrong with it; nothing is accepted before the chain check below.
+        let leaf = chain
+            .first()
+            .ok_or_else(|| VerifyError::Malformed("empty chain".into()))?;
+        let claimed = Summary::read(leaf).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        if claimed.node.is_some() || claimed.operator.is_some() || claimed.authority.is_some() {
+            return Err(VerifyError::WrongKind {
+                expected: "controller",
+            });
+        }
+        let (summary, issuer) = self.verify_chain(chain, now, Usage::Server)?;
+        if summary.uris != [CONTROLLER_URI] {
+            return Err(VerifyError::NotController {
+                found: summary.uris.join(", "),
+            });
+        }
+        if issuer != AuthorityScope::Ministry {
+            return Err(VerifyError::WrongIssuer {
+                what: "controller",
+                expected: AuthorityScope::Ministry,
+                found: issuer,
+            });
+        }
+        let names = summary
+            .dns_names
+            .iter()
+            .cloned()
+            .chain(summary.addresses.iter().map(|a| a.to_string()))
+            .collect();
+        Ok(ControllerIdentity {
+            serial: summary.serial,
+            not_after: summary.not_after,
+            renew_at: renew_at(summary.not_before, summary.not_after),
+            names,
         })
     }
 
@@ -391,20 +507,28 @@ impl TrustBundle {
             .chain(&self.intermediates)
             .cloned()
             .collect();
-        let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
-        let revocation = RevocationOptionsBuilder::new(&crls)
-            .ok()
-            .map(|builder| {
-                builder
-                    .with_depth(RevocationCheckDepth::Chain)
-                    .with_status_policy(UnknownStatusPolicy::Deny)
-                    .with_expiration_policy(ExpirationPolicy::Enforce)
-                    .build()
-            })
-            .ok_or_else(|| VerifyError::RevocationUnknown("the trust bundle has no CRLs".into()))?;
-        let usage = match usage {
-            Usage::Client => KeyUsage::client_auth(),
-            Usage::Server => KeyUsage::server_auth(),
+        let crls: Option<Vec<&CertRevocationList<'_>>> =
+            self.crls.as_ref().map(|crls| crls.iter().collect());
+        let revocation = match &crls {
+            None => None, // a root-only bundle: see `root_only`
+            Some(crls) => Some(
+                RevocationOptionsBuilder::new(crls)
+                    .ok()
+                    .map(|builder| {
+                        builder
+                            .with_depth(RevocationCheckDepth::Chain)
+                            .with_status_policy(UnknownStatusPolicy::Deny)
+                            .with_expiration_policy(ExpirationPolicy::Enforce)
+                            .build()
+                    })
+                    .ok_or_else(|| {
+                        VerifyError::RevocationUnknown("the trust bundle has no CRLs".into())
+                    })?,
+            ),
+        };
+        let (usage, side) = match usage {
+            Usage::Client => (KeyUsage::client_auth(), "client"),
+            Usage::Server => (KeyUsage::server_auth(), "server"),
         };
         let path = end_entity
             .verify_for_usage(
@@ -413,10 +537,15 @@ impl TrustBundle {
                 &intermediates,
                 time,
                 usage,
-                Some(revocation),
+                revocation,
                 None,
             )
-            .map_err(|e| VerifyError::from_webpki(e, seconds))?;
+            .map_err(|e| match e {
+                webpki::Error::RequiredEkuNotFoundContext(_) => {
+                    VerifyError::WrongUsage { required: side }
+                }
+                other => VerifyError::from_webpki(other, seconds),
+            })?;
         let issuer_der = path
             .intermediate_certificates()
             .next()

@@ -152,17 +152,20 @@ fn the_root_signs_no_leaves_and_only_the_ministry_signs_operators() {
     else {
         panic!()
     };
-    let refused =
-        hierarchy
-            .shanxi
-            .issue_operator(&request, Role::Noc, SystemTime::now(), NODE_LIFETIME);
+    let refused = hierarchy.shanxi.issue_operator(
+        &request,
+        Role::Noc,
+        None,
+        SystemTime::now(),
+        NODE_LIFETIME,
+    );
     assert_eq!(
         refused.unwrap_err().to_string(),
         "operator certificates are issued by the ministry CA, not the 14 CA"
     );
     let issued = hierarchy
         .ministry
-        .issue_operator(&request, Role::Noc, SystemTime::now(), NODE_LIFETIME)
+        .issue_operator(&request, Role::Noc, None, SystemTime::now(), NODE_LIFETIME)
         .unwrap();
     let operator = hierarchy
         .bundle(&[], 1)
@@ -253,4 +256,65 @@ fn a_tampered_crl_is_refused_when_the_bundle_is_built() {
         matches!(&err, VerifyError::BadRevocationList(why) if why.contains("Province CA 14")),
         "{err}"
     );
+}
+
+#[test]
+fn provincial_operators_carry_their_province_and_only_a_province() {
+    let hierarchy = Hierarchy::new(KeyAlgorithm::EcdsaP256);
+    let key = pki::PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let Request::Operator(request) =
+        read_request_pem(operator_request(&key, "王五", "wangwu").unwrap().as_bytes()).unwrap()
+    else {
+        panic!()
+    };
+    let issue = |province: &str| {
+        hierarchy.ministry.issue_operator(
+            &request,
+            Role::Engineer,
+            Some(province.parse().unwrap()),
+            SystemTime::now(),
+            NODE_LIFETIME,
+        )
+    };
+    let issued = issue("14").unwrap();
+    let chain = [
+        issued.certificate.clone(),
+        hierarchy.ministry.certificate().clone(),
+    ];
+    let bundle = hierarchy.bundle(&[], 1);
+    let operator = bundle.verify_operator(&chain, SystemTime::now()).unwrap();
+    assert_eq!(
+        (operator.login.as_str(), operator.role),
+        ("wangwu", Role::Engineer)
+    );
+    assert_eq!(operator.province.as_deref(), Some("14"));
+    let summary = pki::inspect::Summary::read(&issued.certificate).unwrap();
+    assert_eq!(summary.operator.and_then(|o| o.province), Some("14".into()));
+
+    for deeper in ["1401", "140105"] {
+        assert_eq!(
+            issue(deeper).unwrap_err(),
+            IssueRefusal::NotAProvince(deeper.parse().unwrap())
+        );
+    }
+    assert_eq!(
+        issue("1401").unwrap_err().to_string(),
+        "an operator's scope is a 2-digit province code, not 1401"
+    );
+
+    // Unscoped: the whole network.
+    let issued = hierarchy
+        .ministry
+        .issue_operator(
+            &request,
+            Role::Auditor,
+            None,
+            SystemTime::now(),
+            NODE_LIFETIME,
+        )
+        .unwrap();
+    let operator = bundle
+        .verify_operator(&[issued.certificate], SystemTime::now())
+        .unwrap();
+    assert_eq!(operator.province, None);
 }

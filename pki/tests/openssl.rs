@@ -10,6 +10,9 @@
 //!   private-arc OIDs and their UTF8Strings (node, plane, zones; the CA's scope); its SHA-256
 //!   fingerprint is the one the crate prints.
 //! - `openssl req -verify` accepts the CSRs nodes send, and rejects a tampered one.
+//! - `openssl verify` accepts the controller's chain for both TLS purposes, and `openssl
+//!   dgst` / `pkeyutl` verify the documents it signs with the key from its certificate (so
+//!   an auditor needs nothing but OpenSSL), and refuse a tampered document.
 //! - `openssl crl -text` reads the CRL the crate writes as PEM: next update, number, revoked serial and reason, and
 //!   the CRL's signature verifies against the CA.
 //!
@@ -605,4 +608,98 @@ fn openssl_reads_the_crl_and_its_next_update() {
         "guangdong.pem",
     ])
     .failed_with("Error getting CRL issuer certificate");
+}
+
+fn controller_signatures_agree_with_openssl(algorithm: KeyAlgorithm) {
+    if !openssl_available() {
+        return;
+    }
+    let hierarchy = Hierarchy::new(algorithm);
+    let (key, issued) =
+        hierarchy.controller(algorithm, SystemTime::now(), Duration::from_secs(86_400));
+    let dir = Scratch::new("controller");
+    dir.write("root.pem", hierarchy.root.certificate_pem());
+    dir.write("ministry.pem", hierarchy.ministry.certificate_pem());
+    dir.write("controller.pem", issued.pem());
+    for purpose in ["sslserver", "sslclient"] {
+        let run = dir.openssl(&[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "ministry.pem",
+            "-x509_strict",
+            "-purpose",
+            purpose,
+            "controller.pem",
+        ]);
+        assert_eq!(run.succeeded().stdout.trim(), "controller.pem: OK");
+    }
+    let run = dir.openssl(&[
+        "x509",
+        "-in",
+        "controller.pem",
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ]);
+    let names = &run.succeeded().stdout;
+    for name in [
+        "URI:spiffe://jinbao/controller".to_owned(),
+        "DNS:controller.jinbao.example".to_owned(),
+        format!("IP Address:{}", common::ministry_address()),
+    ] {
+        assert!(names.contains(&name), "{name} not in {names}");
+    }
+    let public = dir.openssl(&["x509", "-in", "controller.pem", "-noout", "-pubkey"]);
+    dir.write("controller.pub", &public.succeeded().stdout);
+
+    let document = b"{\"kind\":\"isolation-audit\",\"at\":\"2026-11-02\"}\n";
+    dir.write("report.json", document);
+    dir.write("report.sig", pki::signature::sign(&key, document).unwrap());
+    let mut tampered = document.to_vec();
+    tampered[3] ^= 0x20;
+    dir.write("tampered.json", tampered);
+    let check = |file: &str| match algorithm {
+        KeyAlgorithm::EcdsaP256 => dir.openssl(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "controller.pub",
+            "-signature",
+            "report.sig",
+            file,
+        ]),
+        KeyAlgorithm::Ed25519 => dir.openssl(&[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "controller.pub",
+            "-rawin",
+            "-in",
+            file,
+            "-sigfile",
+            "report.sig",
+        ]),
+    };
+    let (good, bad) = match algorithm {
+        KeyAlgorithm::EcdsaP256 => ("Verified OK", "Verification failure"),
+        KeyAlgorithm::Ed25519 => (
+            "Signature Verified Successfully",
+            "Signature Verification Failure",
+        ),
+    };
+    assert_eq!(check("report.json").succeeded().stdout.trim(), good);
+    check("tampered.json").failed_with(bad);
+}
+
+#[test]
+fn openssl_verifies_the_p256_controller_and_its_signatures() {
+    controller_signatures_agree_with_openssl(KeyAlgorithm::EcdsaP256);
+}
+
+#[test]
+fn openssl_verifies_the_ed25519_controller_and_its_signatures() {
+    controller_signatures_agree_with_openssl(KeyAlgorithm::Ed25519);
 }

@@ -20,6 +20,10 @@
 //!   in the bundle never vouches for a leaf. A changed root *can* still verify: a trust
 //!   anchor is trusted, not checked, and only its subject, key and name constraints count —
 //!   so it verifies exactly when those are unchanged.
+//! - `TrustBundle::verify_controller`, `tls::caller` and the signature verifiers
+//!   (`TrustBundle::verify_signature`, `signature::verify_signature_with_root`): random bytes
+//!   as a certificate, a root or a signature are refused; a changed controller certificate
+//!   or signature never verifies.
 //! - `Summary::read` (no signature check: listings) never panics.
 //! - `NodeBinding` / `OperatorBinding` / `AuthorityScope::from_der` are strict DER readers:
 //!   anything they accept is exactly the DER of what they return (so a changed binding
@@ -36,6 +40,8 @@ use pki::authority::{Revocation, Serial};
 use pki::inspect::Summary;
 use pki::profile::NODE_LIFETIME;
 use pki::request::{Request, operator_request, read_request_der, read_request_pem};
+use pki::signature::{sign, verify_signature_with_root};
+use pki::tls::caller;
 use pki::{
     AuthorityScope, KeyAlgorithm, NodeBinding, NodeExpectation, NodeIdentity, OperatorBinding,
     PrivateKey, Reason, Role, TrustBundle, Usage, VerifyError,
@@ -65,11 +71,17 @@ struct Fixture {
     identity: NodeIdentity,
     /// (DER, PEM, what it reads as): node P-256, node Ed25519, operator.
     requests: Vec<(Vec<u8>, String, Request)>,
+    /// The controller's chain (leaf, ministry CA) and its signature over [`DOCUMENT`].
+    controller: Vec<CertificateDer<'static>>,
+    signature: Vec<u8>,
     /// DER of a JinbaoNode, a JinbaoOperator and a JinbaoAuthority value.
     node_binding: Vec<u8>,
     operator_binding: Vec<u8>,
     authority_binding: Vec<u8>,
 }
+
+/// What the controller signed.
+const DOCUMENT: &[u8] = b"{\"kind\":\"config-bundle\",\"version\":7}";
 
 const ROOT_CRL: usize = 0;
 const SHANXI_CRL: usize = 2;
@@ -129,8 +141,21 @@ fn fixture() -> &'static Fixture {
             })
             .collect();
 
+        let (controller_key, controller) =
+            hierarchy.controller(KeyAlgorithm::EcdsaP256, now, NODE_LIFETIME);
+        let controller = vec![
+            controller.certificate,
+            hierarchy.ministry.certificate().clone(),
+        ];
+        let signature = sign(&controller_key, DOCUMENT).unwrap();
+        bundle
+            .verify_signature(&controller, DOCUMENT, &signature, now)
+            .unwrap();
+
         Fixture {
             now,
+            controller,
+            signature,
             shanxi: hierarchy.shanxi.certificate().clone(),
             root,
             intermediates,
@@ -144,6 +169,7 @@ fn fixture() -> &'static Fixture {
             operator_binding: OperatorBinding {
                 login: "zhangsan".into(),
                 role: Role::Engineer,
+                province: Some("14".into()),
             }
             .to_der(),
             authority_binding: hierarchy.shanxi.scope().to_der(),
@@ -295,6 +321,48 @@ proptest! {
         let mut crls = f.crls.clone();
         crls.push(CertificateRevocationListDer::from(bytes.clone()));
         prop_assert!(TrustBundle::new(f.root.clone(), f.intermediates.clone(), &crls).is_err());
+
+        // As the controller, a caller, a signer, a signature and a root.
+        let junk = CertificateDer::from(&bytes[..]);
+        prop_assert!(f.bundle.verify_controller(std::slice::from_ref(&junk), f.now).is_err());
+        prop_assert!(caller(&f.bundle, std::slice::from_ref(&junk), f.now).is_err());
+        let signer = [junk.clone(), f.controller[1].clone()];
+        prop_assert!(f.bundle.verify_signature(&signer, DOCUMENT, &f.signature, f.now).is_err());
+        prop_assert!(f.bundle.verify_signature(&f.controller, DOCUMENT, &bytes, f.now).is_err());
+        prop_assert!(
+            verify_signature_with_root(&junk, &f.controller, DOCUMENT, &f.signature, f.now)
+                .is_err()
+        );
+        prop_assert!(
+            verify_signature_with_root(&f.root, &f.controller, DOCUMENT, &bytes, f.now).is_err()
+        );
+    }
+
+    #[test]
+    fn changed_controller_certificates_and_signatures_never_verify(
+        which in 0usize..3,
+        edits in edits(),
+    ) {
+        let f = fixture();
+        let (chain, document, signature) = match which {
+            0 => {
+                let mut chain = f.controller.clone();
+                chain[0] = CertificateDer::from(apply(&f.controller[0], &edits));
+                (chain, DOCUMENT.to_vec(), f.signature.clone())
+            }
+            1 => (f.controller.clone(), apply(DOCUMENT, &edits), f.signature.clone()),
+            _ => (f.controller.clone(), DOCUMENT.to_vec(), apply(&f.signature, &edits)),
+        };
+        prop_assume!(
+            chain[0] != f.controller[0] || document != DOCUMENT || signature != f.signature
+        );
+        let full = f.bundle.verify_signature(&chain, &document, &signature, f.now);
+        prop_assert!(full.is_err(), "a changed signed document verified: {:?}", full);
+        let rooted = verify_signature_with_root(&f.root, &chain, &document, &signature, f.now);
+        prop_assert!(rooted.is_err(), "a changed signed document verified: {:?}", rooted);
+        if which == 0 {
+            prop_assert!(f.bundle.verify_controller(&chain, f.now).is_err());
+        }
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub enum NodeError {
     /// No private key given for a plane of the bundle.
     #[error("{0}: no WireGuard private key")]
     MissingKey(Plane),
+    /// A bundle for another node.
+    #[error("the bundle is for {0}, not this node")]
+    OtherNode(NodeId),
+    /// A bundle that moves an underlay address: restart the agent on it.
+    #[error("the bundle changes the underlay addresses; restart the agent to apply it")]
+    ListenChanged,
     /// The node is not on a plane the bundle configures.
     #[error("{node} is not on the {plane} plane of the plan")]
     NotOnPlane {
@@ -92,6 +98,20 @@ pub struct Node {
     node: NodeId,
     version: u64,
     planes: Vec<PlaneNode>,
+    /// The bundle it runs, without its version and trust section: what decides whether a
+    /// new bundle can be applied in place (see [`Node::reconfigure`]).
+    shape: Bundle,
+    model: Arc<Model>,
+}
+
+/// What applying a newer bundle did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconfigured {
+    /// Only the trust changed (new CRLs): tunnels stay up, peers that no longer verify were
+    /// torn down (plane, peer, why).
+    Trust(Vec<(Plane, NodeId, String)>),
+    /// Peers, settings or policy changed: the instances were built again (new handshakes).
+    Rebuilt,
 }
 
 impl Node {
@@ -122,7 +142,48 @@ impl Node {
             node: bundle.node,
             version: bundle.version,
             planes,
+            shape: shape(bundle),
+            model,
         })
+    }
+
+    /// Applies a newer bundle for the same node. A bundle that differs from the running one
+    /// only in its trust section (a CRL update: the way a revocation arrives) is applied in
+    /// place, so every other tunnel keeps its session; anything else rebuilds the instances.
+    /// The underlay addresses cannot move while running (the sockets are bound): such a
+    /// bundle is refused, and the agent must be restarted on it.
+    pub fn reconfigure(
+        &mut self,
+        bundle: &Bundle,
+        keys: &[(Plane, [u8; 32])],
+        model: Arc<Model>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Reconfigured, NodeError> {
+        if bundle.node != self.node {
+            return Err(NodeError::OtherNode(bundle.node));
+        }
+        let listening = |b: &Bundle| -> Vec<_> {
+            b.planes
+                .iter()
+                .map(|p| (p.plane, p.listen, p.backup_listen))
+                .collect()
+        };
+        if listening(bundle) != listening(&self.shape) {
+            return Err(NodeError::ListenChanged);
+        }
+        if shape(bundle) == self.shape && Arc::ptr_eq(&model, &self.model) {
+            let dropped = self.update_trust(bundle, wall)?;
+            self.version = bundle.version;
+            return Ok(Reconfigured::Trust(dropped));
+        }
+        *self = Node::new(bundle, keys, model, now, wall)?;
+        Ok(Reconfigured::Rebuilt)
+    }
+
+    /// The config version running.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The node.
@@ -201,8 +262,20 @@ impl Node {
     }
 }
 
+/// A bundle without what can change in place: its version and its trust section.
+fn shape(bundle: &Bundle) -> Bundle {
+    let mut shape = bundle.clone();
+    shape.version = 0;
+    shape.trust = crate::control::Trust {
+        root: String::new(),
+        intermediates: Vec::new(),
+        crls: Vec::new(),
+    };
+    shape
+}
+
 /// The bundle's root, issuing CAs and CRLs as a verifier.
-fn trust_bundle(bundle: &Bundle) -> Result<TrustBundle, NodeError> {
+pub(crate) fn trust_bundle(bundle: &Bundle) -> Result<TrustBundle, NodeError> {
     let bad = |what: &str| NodeError::Trust(format!("{what} is not PEM"));
     let root = CertificateDer::from_pem_slice(bundle.trust.root.as_bytes())
         .map_err(|_| bad("the root"))?;

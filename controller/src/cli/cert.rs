@@ -16,6 +16,7 @@ use pki::profile::{NODE_LIFETIME, OPERATOR_LIFETIME, renew_at};
 use pki::request::{Request, operator_request, read_request_pem};
 use pki::store::{CaDir, Stored};
 use pki::{AuthorityScope, KeyAlgorithm, PrivateKey, Reason, Role, Serial};
+use topology::{DivisionCode, NodeId};
 
 use super::model::{self, Files, Model};
 use super::table;
@@ -34,6 +35,10 @@ pub(crate) enum CertCommand {
         /// The operator's role (operator requests only): engineer, auditor or noc.
         #[arg(long)]
         role: Option<Role>,
+        /// Scope the operator to one province (operator requests only): its 2-digit code,
+        /// e.g. 14. Without it the operator works on the whole network.
+        #[arg(long, value_name = "CODE", value_parser = pki::binding::parse_province)]
+        province: Option<DivisionCode>,
         /// How long it is valid (default 30d for nodes, 90d for operators; at most 366d).
         #[arg(long, value_parser = humantime::parse_duration)]
         lifetime: Option<Duration>,
@@ -88,10 +93,11 @@ pub(crate) fn run(
         CertCommand::Issue {
             csr,
             role,
+            province,
             lifetime,
             output,
         } => {
-            let chain = issue(&store, files, &csr, role, lifetime, now)?;
+            let chain = issue(&store, files, &csr, role, province, lifetime, now)?;
             match output {
                 Some(path) => files::replace(&path, chain.as_bytes(), Secrecy::Public)?,
                 None => out.write_all(chain.as_bytes())?,
@@ -134,6 +140,7 @@ fn issue(
     files: &Files,
     csr: &Path,
     role: Option<Role>,
+    province: Option<DivisionCode>,
     lifetime: Option<Duration>,
     now: SystemTime,
 ) -> Result<String> {
@@ -144,8 +151,8 @@ fn issue(
     }
     let (scope, issued, what) = match request {
         Request::Node(request) => {
-            if role.is_some() {
-                bail!("{name} is a node request; --role is for operator requests");
+            if role.is_some() || province.is_some() {
+                bail!("{name} is a node request; --role and --province are for operator requests");
             }
             let binding = &request.binding;
             let scope = AuthorityScope::of_node(&binding.node);
@@ -175,11 +182,30 @@ fn issue(
                     "{name} is an operator request: say its role with --role engineer|auditor|noc"
                 );
             };
+            let scope = match province {
+                None => "for the whole network".to_owned(),
+                Some(code) => {
+                    let model = Model::load(files)?;
+                    let Some(ix) = model.network.lookup(&NodeId::DataCentre(code)) else {
+                        bail!("--province {code}: no province {code} in the network");
+                    };
+                    format!("for province {code} ({})", model.network.node(ix).name)
+                }
+            };
             let ca = store.authority(AuthorityScope::Ministry)?;
             let issued = ca
-                .issue_operator(&request, role, now, lifetime.unwrap_or(OPERATOR_LIFETIME))
+                .issue_operator(
+                    &request,
+                    role,
+                    province,
+                    now,
+                    lifetime.unwrap_or(OPERATOR_LIFETIME),
+                )
                 .with_context(|| format!("the ministry CA refused {name}"))?;
-            let what = format!("operator {} ({}) as {role}", request.login, request.name);
+            let what = format!(
+                "operator {} ({}) as {role} {scope}",
+                request.login, request.name
+            );
             (AuthorityScope::Ministry, issued, what)
         }
     };
@@ -257,7 +283,13 @@ fn row(stored: &Stored, revoked: Option<Reason>, now: SystemTime) -> Vec<String>
     let summary = &stored.summary;
     let (subject, detail) = match (&summary.node, &summary.operator) {
         (Some(node), _) => (node.node.to_string(), node.plane.to_string()),
-        (_, Some(operator)) => (operator.login.clone(), operator.role.to_string()),
+        (_, Some(operator)) => (
+            operator.login.clone(),
+            match &operator.province {
+                Some(province) => format!("{} ({province})", operator.role),
+                None => operator.role.to_string(),
+            },
+        ),
         _ => (summary.common_name.clone(), "-".into()),
     };
     let status = match (revoked, summary.not_after.duration_since(now)) {

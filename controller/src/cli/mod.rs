@@ -6,4 +6,5 @@ pub(crate) mod crl;
 pub(crate) mod model;
 pub(crate) mod plan;
 pub(crate) mod policy;
+pub(crate) mod serve;
 pub(crate) mod table;

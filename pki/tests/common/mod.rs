@@ -1,15 +1,19 @@
 //! A small national PKI for tests: root, ministry CA, the Shanxi (14) and Guangdong (44)
-//! CAs, and node credentials issued the way the controller issues them.
+//! CAs, and node, operator and controller credentials issued the way the controller issues
+//! them.
 #![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
+
+pub mod tls;
 
 use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use pki::authority::Revocation;
-use pki::request::{Request, node_request, read_request_pem};
+use pki::profile::OPERATOR_LIFETIME;
+use pki::request::{Request, node_request, operator_request, read_request_pem};
 use pki::{
-    Authority, AuthorityScope, Issued, KeyAlgorithm, NodeBinding, PrivateKey, TrustBundle,
+    Authority, AuthorityScope, Issued, KeyAlgorithm, NodeBinding, PrivateKey, Role, TrustBundle,
     WireGuardKey,
 };
 use rustls_pki_types::CertificateRevocationListDer;
@@ -87,6 +91,64 @@ impl Hierarchy {
             &self.crls(revoked, number),
         )
         .unwrap()
+    }
+}
+
+/// An address of the ministry's own block (its business-plane management address): inside
+/// the ministry CA's name constraints, so a controller certificate may name it.
+pub fn ministry_address() -> IpAddr {
+    let (network, allocation) = national();
+    allocation.overlay_addresses(Plane::Business, network.ministry())[0].1
+}
+
+impl Hierarchy {
+    /// The controller's key and its certificate from the ministry CA, valid from `now` for
+    /// `lifetime`, reached as `controller.jinbao.example` and the ministry address.
+    pub fn controller(
+        &self,
+        algorithm: KeyAlgorithm,
+        now: SystemTime,
+        lifetime: Duration,
+    ) -> (PrivateKey, Issued) {
+        let key = PrivateKey::generate(algorithm).unwrap();
+        let issued = self
+            .ministry
+            .issue_controller(
+                &key,
+                &["controller.jinbao.example".to_owned()],
+                &[ministry_address()],
+                now,
+                lifetime,
+            )
+            .unwrap();
+        (key, issued)
+    }
+
+    /// An operator's key and certificate from the ministry CA.
+    pub fn operator(
+        &self,
+        login: &str,
+        name: &str,
+        role: Role,
+        province: Option<&str>,
+    ) -> (PrivateKey, Issued) {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let pem = operator_request(&key, name, login).unwrap();
+        let Request::Operator(request) = read_request_pem(pem.as_bytes()).unwrap() else {
+            panic!("not an operator request")
+        };
+        let province = province.map(|p| p.parse().unwrap());
+        let issued = self
+            .ministry
+            .issue_operator(
+                &request,
+                role,
+                province,
+                SystemTime::now(),
+                OPERATOR_LIFETIME,
+            )
+            .unwrap();
+        (key, issued)
     }
 }
 

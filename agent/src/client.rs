@@ -1,0 +1,207 @@
+//! The agent's side of the controller's HTTPS API: enroll, follow the config, report health.
+//!
+//! One request per connection, HTTP/1.1 over TLS 1.3: an agent makes a handful of calls a
+//! minute (a long-poll that the controller holds for [`LONG_POLL`], a health report every few
+//! seconds), so connection reuse would buy nothing and a fresh connection re-verifies the
+//! controller's certificate against the current CRLs every time. Who the agent trusts and
+//! which certificate it presents is the caller's [`rustls::ClientConfig`]
+//! (`pki::tls::controller_client_config`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::control::{
+    EnrollRequest, EnrollResponse, HealthReport, LONG_POLL, MAX_BODY, Refusal, SignedBundle,
+};
+
+/// How long a call other than the long-poll may take, connection included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a call to the controller failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No TCP connection.
+    #[error("cannot reach the controller at {addr}: {source}")]
+    Connect {
+        /// The controller.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (the controller's certificate, or ours, was refused).
+    #[error("TLS with the controller at {addr}: {source}")]
+    Tls {
+        /// The controller.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// HTTP went wrong.
+    #[error("HTTP with the controller: {0}")]
+    Http(String),
+    /// The controller said no.
+    #[error("the controller refused ({status}): {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// Its explanation.
+        message: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("the controller's answer does not decode: {0}")]
+    Decode(String),
+    /// No answer in time.
+    #[error("the controller did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A controller, and how to talk to it.
+#[derive(Clone)]
+pub struct ControllerClient {
+    addr: SocketAddr,
+    tls: TlsConnector,
+}
+
+impl ControllerClient {
+    /// The controller at `addr`, reached with `tls`.
+    pub fn new(addr: SocketAddr, tls: rustls::ClientConfig) -> ControllerClient {
+        ControllerClient {
+            addr,
+            tls: TlsConnector::from(Arc::new(tls)),
+        }
+    }
+
+    /// The controller's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Enrolls with a one-time token: the certificates and the first bundle.
+    pub async fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
+        let (status, body) = self
+            .call(Method::POST, "/v1/enroll", Some(json(request)?), CALL_TIMEOUT)
+            .await?;
+        decode(status, &body)
+    }
+
+    /// The next bundle after `version`: `None` when the controller had nothing newer within
+    /// its long-poll window.
+    pub async fn next_bundle(&self, version: u64) -> Result<Option<SignedBundle>, ClientError> {
+        let path = format!("/v1/agent/bundle?after={version}");
+        let (status, body) = self
+            .call(Method::GET, &path, None, LONG_POLL + CALL_TIMEOUT)
+            .await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        decode(status, &body).map(Some)
+    }
+
+    /// Reports this agent's status.
+    pub async fn report(&self, status: &HealthReport) -> Result<(), ClientError> {
+        let (code, body) = self
+            .call(
+                Method::POST,
+                "/v1/agent/health",
+                Some(json(status)?),
+                CALL_TIMEOUT,
+            )
+            .await?;
+        if code.is_success() {
+            Ok(())
+        } else {
+            Err(refused(code, &body))
+        }
+    }
+
+    /// One request on a fresh connection, within `limit`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        limit: Duration,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        tokio::time::timeout(limit, self.call_now(method, path, body))
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
+    }
+
+    async fn call_now(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let addr = self.addr;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect { addr, source })?;
+        // Identity is the controller's certificate, not this name.
+        let name = ServerName::IpAddress(addr.ip().into());
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|source| ClientError::Tls { addr, source })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let connection = tokio::spawn(connection);
+        let has_body = body.is_some();
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, addr.to_string());
+        if has_body {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_BODY * 8)
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        connection.abort();
+        Ok((status, body))
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(value).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, ClientError> {
+    if !status.is_success() {
+        return Err(refused(status, body));
+    }
+    serde_json::from_slice(body).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+fn refused(status: StatusCode, body: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<Refusal>(body)
+        .map(|r| r.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(500).collect());
+    ClientError::Refused {
+        status: status.as_u16(),
+        message,
+    }
+}

@@ -1,0 +1,269 @@
+//! `jinbao-controller init`, `serve`, `node …` and `config …`: the controller directory, the
+//! running service, and the changes an engineer makes from the controller's own host.
+//!
+//! Commands here work on the store directly (SQLite allows a running `serve` and a command
+//! on the same directory at once); the running service notices every change through the
+//! change log and carries it to the agents. They sign the change log as `local:<user>`.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use controller::server::{self, Controller};
+use controller::store::{CertificateKind, CertificateRecord, Store};
+use pki::files::{self, Secrecy};
+use pki::store::CaDir;
+use pki::{AuthorityScope, KeyAlgorithm, PrivateKey};
+use topology::NodeId;
+
+use super::model::{Files, Model};
+
+/// How long the controller's own certificate lasts (it is renewed by `init --renew`).
+const CONTROLLER_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+
+/// `node …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Make a one-time enrollment token for a node (printed once; only its hash is kept).
+    Token {
+        /// The node, e.g. `dc:1401`.
+        node: NodeId,
+        /// How long it is valid (e.g. 1h, 30m, 2d).
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+    },
+    /// The enrolled nodes.
+    List,
+}
+
+/// `config …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Publish a zone policy to every agent (checked first, like `policy check`).
+    Policy {
+        /// The policy file.
+        file: PathBuf,
+    },
+}
+
+/// `init`: the CAs, the controller's certificate and the store.
+pub(crate) fn init(
+    dir: &Path,
+    files: &Files,
+    addresses: &[IpAddr],
+    names: &[String],
+    now: SystemTime,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    let database = dir.join("controller.db");
+    if database.exists() {
+        bail!(
+            "{} is already a controller directory ({} exists)",
+            dir.display(),
+            database.display()
+        );
+    }
+    let model = Model::load(files)?;
+    let ca = CaDir::at(dir);
+    let algorithm = KeyAlgorithm::EcdsaP256;
+    let root = match ca.root() {
+        Ok(root) => root,
+        Err(_) => ca.init(algorithm, now)?,
+    };
+    let mut existing = ca.authorities()?;
+    let wanted = std::iter::once(AuthorityScope::Ministry).chain(
+        model
+            .network
+            .nodes()
+            .iter()
+            .filter(|n| n.tier == topology::Tier::Province)
+            .filter_map(|n| match AuthorityScope::of_node(&n.id) {
+                AuthorityScope::Province(p) => Some(AuthorityScope::Province(p)),
+                _ => None,
+            }),
+    );
+    let mut created = 0;
+    for scope in wanted {
+        if existing.contains(&scope) {
+            continue;
+        }
+        ca.create_authority(scope, algorithm, &model.network, &model.allocation, now)?;
+        existing.push(scope);
+        created += 1;
+    }
+    let ministry = ca.authority(AuthorityScope::Ministry)?;
+    let key = PrivateKey::generate(algorithm)?;
+    let mut dns: Vec<String> = vec!["jinbao-controller".into(), "localhost".into()];
+    dns.extend(names.iter().cloned());
+    // Agents know the controller by its identity URI, not by an address; IP names must lie
+    // in the ministry's blocks (its CA's name constraints), so loopback is never one.
+    let issued = ministry.issue_controller(&key, &dns, addresses, now, CONTROLLER_LIFETIME)?;
+    let (key_path, chain_path) = server::identity_paths(dir);
+    if let Some(parent) = key_path.parent() {
+        files::create_dir(parent, Secrecy::Secret)?;
+    }
+    files::create_new(&key_path, key.to_pem().as_bytes(), Secrecy::Secret)?;
+    let chain = format!("{}{}", issued.pem(), ministry.certificate_pem());
+    files::create_new(&chain_path, chain.as_bytes(), Secrecy::Public)?;
+    let store = Store::open(&database)?;
+    let who = local_user();
+    store.write(|tx| {
+        tx.record_certificate(
+            &CertificateRecord {
+                serial: issued.serial.to_string(),
+                subject: "jinbao-controller".into(),
+                kind: CertificateKind::Controller,
+                plane: None,
+                issuer: AuthorityScope::Ministry.to_string(),
+                not_after: issued.not_after,
+                pem: issued.pem(),
+                revoked: None,
+            },
+            &who,
+        )
+    })?;
+    writeln!(
+        out,
+        "controller directory {}: national root, ministry CA and {created} more CAs, the controller certificate, the store",
+        dir.display()
+    )?;
+    writeln!(
+        out,
+        "root SHA-256 fingerprint (give agents {} and compare this out of band):\n  {}",
+        ca.certificate_path(AuthorityScope::Root).display(),
+        pki::authority::fingerprint(root.certificate())
+    )?;
+    writeln!(
+        out,
+        "next: jinbao-controller serve --dir {}",
+        dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `serve`: the HTTPS service until SIGTERM or Ctrl-C.
+pub(crate) fn serve(dir: &Path, listen: SocketAddr) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(async {
+        let controller = Controller::open(dir)
+            .with_context(|| format!("controller directory {}", dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listen on {listen}"))?;
+        let local = listener.local_addr()?;
+        eprintln!("jinbao-controller serving on https://{local} (mutual TLS)");
+        controller.serve(listener, shutdown_signal()).await?;
+        eprintln!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `node …`.
+pub(crate) fn node(
+    command: NodeCommand,
+    dir: &Path,
+    files: &Files,
+    now: SystemTime,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    let store = open(dir)?;
+    match command {
+        NodeCommand::Token { node, ttl } => {
+            let model = Model::load(files)?;
+            if model.network.lookup(&node).is_none() {
+                bail!("{node} is not a node of the network");
+            }
+            let who = local_user();
+            let token = store.write(|tx| tx.create_token(&node, ttl.into(), now, &who))?;
+            writeln!(out, "{}", token.token)?;
+            writeln!(
+                out,
+                "one-time token for {node}, valid for {ttl}; on the node:\n  jinbao-agent enroll --controller ADDR --node {node} --root root.pem --token {}",
+                token.token
+            )?;
+        }
+        NodeCommand::List => {
+            for record in store.read(|tx| tx.nodes())? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}",
+                    record.node, record.plane, record.listen, record.serial
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `config …`.
+pub(crate) fn config(command: ConfigCommand, dir: &Path, out: &mut dyn Write) -> Result<ExitCode> {
+    let store = open(dir)?;
+    match command {
+        ConfigCommand::Policy { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let sources = agent::control::ModelSources {
+                policy: Some(text.clone()),
+                ..Default::default()
+            };
+            agent::model::Model::load(&sources)
+                .with_context(|| format!("{} is not usable", file.display()))?;
+            let who = local_user();
+            store.write(|tx| tx.set_setting("policy", &text, &who))?;
+            writeln!(
+                out,
+                "published {}; every agent gets it with its next bundle",
+                file.display()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(dir: &Path) -> Result<Store> {
+    let database = dir.join("controller.db");
+    if !database.exists() {
+        bail!(
+            "{} is not a controller directory (run jinbao-controller init --dir {} first)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(Store::open(&database)?)
+}
+
+fn local_user() -> String {
+    format!(
+        "local:{}",
+        std::env::var("USER").unwrap_or_else(|_| "root".into())
+    )
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

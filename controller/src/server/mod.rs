@@ -1,0 +1,424 @@
+//! The controller's HTTPS service: one listener, TLS 1.3, for agents and operators.
+//!
+//! Client certificates are optional at the TLS layer (an enrolling agent has none yet) but
+//! every certificate presented is verified there (chain to the national root, CRLs); after
+//! the handshake the connection's caller is known — a node, an operator with a role (and
+//! perhaps a province), or nobody — and each route says whom it serves ([`access`]).
+//!
+//! - Agents ([`agents`]): `POST /v1/enroll` (token + CSRs, no certificate),
+//!   `GET /v1/agent/bundle?after=V` (long-poll), `POST /v1/agent/health`.
+//! - Operators ([`admin`]): resources under `/v1/…`, read by role, changed by engineers.
+//!
+//! Config follows the store. A reconciler ([`Controller::reconcile`]) recomputes every
+//! node's bundle when the change log grows or a CRL file changes (whoever made the change:
+//! this server, or the command line on the same directory), gives a node a new version only
+//! when its bundle's content changed, signs it, and wakes the long-polls.
+
+pub mod access;
+pub mod admin;
+pub mod agents;
+mod error;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use agent::control::{ModelSources, ProbeSettings, SignedBundle};
+use agent::model::Model;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use pki::store::CaDir;
+use pki::tls::{Caller, Credentials, SharedTrust};
+use pki::{Authority, AuthorityScope, PrivateKey};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use topology::NodeId;
+use tower::ServiceExt;
+
+use crate::bundles::{self, Roster};
+use crate::health::HealthState;
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// How often the reconciler looks for changes.
+pub const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+/// A TLS handshake that takes longer is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The CA directory.
+    #[error("CA directory: {0}")]
+    Ca(#[from] pki::store::StoreError),
+    /// The trust section of the bundles.
+    #[error(transparent)]
+    Bundle(#[from] bundles::BundleError),
+    /// The controller's own key or certificate.
+    #[error("{path}: {reason}")]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The model (policy, plan, network).
+    #[error("model: {0}")]
+    Model(String),
+    /// TLS configuration.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Listening.
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The files of the controller's own identity in the controller directory.
+pub fn identity_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    let base = dir.join("controller");
+    (base.join("key.pem"), base.join("chain.pem"))
+}
+
+/// A node's current bundle, signed.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// Its version.
+    pub version: u64,
+    /// As sent.
+    pub signed: SignedBundle,
+}
+
+/// The running controller's state, shared by every connection.
+pub struct Controller {
+    dir: PathBuf,
+    /// The durable store.
+    pub store: Store,
+    /// The CAs.
+    pub ca: CaDir,
+    /// Verifies callers' certificates; replaced when a CRL changes.
+    pub trust: Arc<SharedTrust>,
+    key: PrivateKey,
+    chain: String,
+    credentials_pem: (String, String),
+    state: RwLock<Model_>,
+    bundles: RwLock<HashMap<NodeId, Current>>,
+    /// Bumped whenever a bundle changes: the long-polls wait on it.
+    generation: watch::Sender<u64>,
+    reconciling: Mutex<Fingerprint>,
+    /// Link health from the agents' reports.
+    pub health: Mutex<HealthState>,
+}
+
+#[allow(non_camel_case_types)]
+struct Model_ {
+    model: Arc<Model>,
+    sources: ModelSources,
+}
+
+/// What the reconciler last computed from: the change log's length and the trust files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Fingerprint {
+    changes: u64,
+    trust: String,
+}
+
+impl Controller {
+    /// Opens the controller directory made by `jinbao-controller init`.
+    pub fn open(dir: &Path) -> Result<Arc<Controller>, ServeError> {
+        let store = Store::open(&dir.join("controller.db"))?;
+        let ca = CaDir::at(dir);
+        let trust = SharedTrust::new(ca.trust_bundle()?);
+        let (key_path, chain_path) = identity_paths(dir);
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|e| ServeError::Identity {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })
+        };
+        let (key_pem, chain) = (read(&key_path)?, read(&chain_path)?);
+        let key = PrivateKey::from_pem(&key_pem).map_err(|e| ServeError::Identity {
+            path: key_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let sources = ModelSources {
+            policy: store.read(|tx| tx.setting("policy"))?,
+            ..ModelSources::default()
+        };
+        let model = Model::load(&sources).map_err(|e| ServeError::Model(e.to_string()))?;
+        let controller = Arc::new(Controller {
+            dir: dir.to_owned(),
+            store,
+            ca,
+            trust,
+            key,
+            chain: chain.clone(),
+            credentials_pem: (chain, key_pem),
+            state: RwLock::new(Model_ { model, sources }),
+            bundles: RwLock::new(HashMap::new()),
+            generation: watch::channel(0).0,
+            // No trust hash matches the empty one: the first reconcile always computes.
+            reconciling: Mutex::new(Fingerprint::default()),
+            health: Mutex::new(HealthState::default()),
+        });
+        controller.reconcile(wall_clock())?;
+        Ok(controller)
+    }
+
+    /// The controller directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The model bundles are computed on.
+    pub fn model(&self) -> Arc<Model> {
+        Arc::clone(&read(&self.state).model)
+    }
+
+    /// A node's current bundle.
+    pub fn current(&self, node: &NodeId) -> Option<Current> {
+        read(&self.bundles).get(node).cloned()
+    }
+
+    /// A receiver that changes whenever any bundle does.
+    pub fn generations(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The CA that issues for `node`.
+    pub fn authority_for(&self, node: &NodeId) -> Result<Authority, pki::store::StoreError> {
+        self.ca.authority(AuthorityScope::of_node(node))
+    }
+
+    /// Recomputes every bundle if the change log or a CRL changed since the last time; new
+    /// versions for bundles whose content changed. Returns how many nodes got one.
+    pub fn reconcile(&self, now: SystemTime) -> Result<usize, ServeError> {
+        let mut last = lock(&self.reconciling);
+        let newer = self.store.read(|tx| tx.changes(last.changes, usize::MAX))?;
+        let changes = newer.last().map_or(last.changes, |entry| entry.seq);
+        let trust = bundles::trust_section(&self.ca)?;
+        let trust_hash = hex::encode(Sha256::digest(
+            [trust.root.as_str()]
+                .into_iter()
+                .chain(trust.intermediates.iter().map(String::as_str))
+                .chain(trust.crls.iter().map(String::as_str))
+                .collect::<String>()
+                .as_bytes(),
+        ));
+        let fingerprint = Fingerprint {
+            changes,
+            trust: trust_hash,
+        };
+        if *last == fingerprint {
+            return Ok(0);
+        }
+        if last.trust != fingerprint.trust {
+            self.trust.replace(self.ca.trust_bundle()?);
+        }
+        self.reload_policy()?;
+        let (model, sources) = {
+            let state = read(&self.state);
+            (Arc::clone(&state.model), state.sources.clone())
+        };
+        let probes = self
+            .store
+            .read(|tx| tx.setting("probes"))?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(ProbeSettings::default);
+        let enrolled = self.store.read(|tx| tx.nodes())?;
+        let roster = Roster::new(&model, sources, trust, probes, &enrolled);
+        let mut updated = 0;
+        let mut fresh = HashMap::new();
+        for node in roster.nodes() {
+            let Some(mut bundle) = roster.bundle(node) else {
+                continue;
+            };
+            let hash = bundles::content_hash(&bundle);
+            let version = self.store.write(|tx| match tx.last_bundle(&node)? {
+                Some((version, last)) if last == hash => Ok(version),
+                _ => {
+                    let version = tx.next_config_version()?;
+                    tx.record_bundle(&node, version, &hash, now)?;
+                    Ok(version)
+                }
+            })?;
+            let known = read(&self.bundles).get(&node).map(|c| c.version);
+            if known == Some(version) {
+                if let Some(current) = read(&self.bundles).get(&node) {
+                    fresh.insert(node, current.clone());
+                }
+                continue;
+            }
+            bundle.version = version;
+            let signed = SignedBundle::sign(&bundle, &self.key, &self.chain).map_err(|e| {
+                ServeError::Identity {
+                    path: identity_paths(&self.dir).0,
+                    reason: e.to_string(),
+                }
+            })?;
+            fresh.insert(node, Current { version, signed });
+            updated += 1;
+        }
+        *write(&self.bundles) = fresh;
+        *last = fingerprint;
+        if updated > 0 {
+            self.generation.send_modify(|g| *g += 1);
+            tracing::info!(nodes = updated, "new config bundles");
+        }
+        Ok(updated)
+    }
+
+    /// Loads the policy the store holds if it is not the one in use.
+    fn reload_policy(&self) -> Result<(), ServeError> {
+        let policy = self.store.read(|tx| tx.setting("policy"))?;
+        if read(&self.state).sources.policy == policy {
+            return Ok(());
+        }
+        let sources = ModelSources {
+            policy,
+            ..ModelSources::default()
+        };
+        let model = Model::load(&sources).map_err(|e| ServeError::Model(e.to_string()))?;
+        *write(&self.state) = Model_ { model, sources };
+        Ok(())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; the reconciler runs alongside.
+    pub async fn serve(
+        self: Arc<Controller>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let (chain, key) = &self.credentials_pem;
+        let credentials = Credentials::from_pem(chain, key).map_err(|e| ServeError::Identity {
+            path: identity_paths(&self.dir).1,
+            reason: e.to_string(),
+        })?;
+        let tls = pki::tls::controller_server_config(Arc::clone(&self.trust), credentials)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let app = router(Arc::clone(&self));
+        let reconciler = tokio::spawn(reconcile_forever(Arc::clone(&self)));
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "accept");
+                        continue;
+                    }
+                },
+            };
+            let (acceptor, app, controller) = (acceptor.clone(), app.clone(), Arc::clone(&self));
+            tokio::spawn(async move {
+                connection(controller, acceptor, app, tcp, peer).await;
+            });
+        }
+        reconciler.abort();
+        Ok(())
+    }
+}
+
+/// One TLS connection: the handshake, the caller, then HTTP/1.1.
+async fn connection(
+    controller: Arc<Controller>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            tracing::info!(%peer, %err, "TLS handshake refused");
+            return;
+        }
+        Err(_) => return,
+    };
+    let caller = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|certificates| {
+            pki::tls::caller(&controller.trust.current(), certificates, wall_clock())
+        })
+        .and_then(Result::ok);
+    let caller = access::Connection {
+        caller: caller.map(Arc::new),
+        peer,
+    };
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(caller.clone());
+        app.clone().oneshot(request)
+    });
+    if let Err(err) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!(%peer, %err, "connection ended");
+    }
+}
+
+async fn reconcile_forever(controller: Arc<Controller>) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    loop {
+        tick.tick().await;
+        let controller = Arc::clone(&controller);
+        let done =
+            tokio::task::spawn_blocking(move || controller.reconcile(wall_clock())).await;
+        if let Ok(Err(err)) = done {
+            tracing::warn!(%err, "reconcile");
+        }
+    }
+}
+
+/// Every route.
+pub fn router(controller: Arc<Controller>) -> Router {
+    Router::new()
+        .merge(agents::routes())
+        .merge(admin::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(agent::control::MAX_BODY))
+        .with_state(controller)
+}
+
+/// The caller of a connection, if it presented a certificate.
+pub type CallerRef = Option<Arc<Caller>>;
+
+/// The service reads the wall clock at its edge — a request arriving, a reconcile tick —
+/// and passes the time in to everything below.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn wall_clock() -> SystemTime {
+    SystemTime::now()
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Controller {
+    /// Takes an agent's health report.
+    pub fn ingest(
+        &self,
+        node: NodeId,
+        report: &agent::control::Status,
+        now: SystemTime,
+    ) -> Result<(), crate::health::HealthError> {
+        lock(&self.health).ingest(node, report, now).map(|_| ())
+    }
+}
