@@ -90,7 +90,12 @@ impl ControllerClient {
     /// Enrolls with a one-time token: the certificates and the first bundle.
     pub async fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
         let (status, body) = self
-            .call(Method::POST, "/v1/enroll", Some(json(request)?), CALL_TIMEOUT)
+            .call(
+                Method::POST,
+                "/v1/enroll",
+                Some(json(request)?),
+                CALL_TIMEOUT,
+            )
             .await?;
         decode(status, &body)
     }

@@ -124,13 +124,7 @@ impl AgentDir {
             if !keys.wireguard_key_path(listen.plane).exists() {
                 keys.generate(listen.plane, KeyAlgorithm::EcdsaP256)?;
             }
-            let csr = keys.request(
-                &model.network,
-                &model.allocation,
-                node,
-                listen.plane,
-                None,
-            )?;
+            let csr = keys.request(&model.network, &model.allocation, node, listen.plane, None)?;
             enrollments.push(PlaneEnrollment {
                 plane: listen.plane,
                 csr,
@@ -138,8 +132,9 @@ impl AgentDir {
                 backup_listen: listen.backup,
             });
         }
-        let tls = pki::tls::controller_client_config(ControllerTrust::Bootstrap(root.clone()), None)
-            .map_err(|e| FollowError::Tls(e.to_string()))?;
+        let tls =
+            pki::tls::controller_client_config(ControllerTrust::Bootstrap(root.clone()), None)
+                .map_err(|e| FollowError::Tls(e.to_string()))?;
         let client = ControllerClient::new(controller, tls);
         let answer = client
             .enroll(&EnrollRequest {
@@ -148,9 +143,10 @@ impl AgentDir {
             })
             .await?;
         #[allow(clippy::disallowed_methods)] // the wall clock checks certificate validity
-        let bundle = answer
-            .bundle
-            .open(Verifier::Root(&root), Some(node), None, SystemTime::now())?;
+        let bundle =
+            answer
+                .bundle
+                .open(Verifier::Root(&root), Some(node), None, SystemTime::now())?;
         self.write(&self.root_path(), root_pem.as_bytes())?;
         self.keep(&answer.bundle)?;
         Ok(bundle)
@@ -160,11 +156,10 @@ impl AgentDir {
     pub fn last_good(&self) -> Result<Bundle, FollowError> {
         let path = self.bundle_path();
         let text = self.read(&path)?;
-        let signed: SignedBundle =
-            serde_json::from_str(&text).map_err(|e| FollowError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let signed: SignedBundle = serde_json::from_str(&text).map_err(|e| FollowError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let root_pem = self.read(&self.root_path())?;
         let root = root_certificate(&root_pem, &self.root_path())?;
         #[allow(clippy::disallowed_methods)] // the wall clock checks certificate validity
@@ -208,7 +203,11 @@ impl AgentDir {
 
     /// The mutual-TLS client for `bundle`: the node certificate of its first plane and the
     /// TLS key; the controller checked against the bundle's trust.
-    fn client(&self, controller: SocketAddr, bundle: &Bundle) -> Result<ControllerClient, FollowError> {
+    fn client(
+        &self,
+        controller: SocketAddr,
+        bundle: &Bundle,
+    ) -> Result<ControllerClient, FollowError> {
         let trust = trust_of(bundle)?;
         let key = self.read(&self.keys().tls_key_path())?;
         let chain = bundle

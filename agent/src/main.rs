@@ -4,8 +4,9 @@
 //! writes the certificate request its province CA signs (`jinbao-controller cert issue`);
 //! `run` brings the overlay up from a config bundle (with `--tun`, as kernel devices the
 //! host's traffic goes through), `show` prints a running agent's state
-//! the way `wg show` does. Requests follow the embedded national plan; the controller's
-//! enrollment (issue 5) will hand nodes their plan and push their bundles.
+//! the way `wg show` does. `enroll` joins a node to the controller with a one-time token
+//! (the keys stay here; only CSRs travel), after which `run --controller` starts from the
+//! last good bundle and follows the controller for newer ones.
 
 mod run;
 
@@ -51,11 +52,41 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Run the overlay from a config bundle until SIGTERM or Ctrl-C.
-    Run {
-        /// The config bundle (TOML, or JSON when it ends in .json).
+    /// Enroll with the controller: make the keys, send a certificate request per plane with
+    /// the one-time token, keep the certificates' bundle (DIR/bundle.json) and the root.
+    Enroll {
+        /// The controller's address.
+        #[arg(long, value_name = "ADDR")]
+        controller: std::net::SocketAddr,
+        /// The one-time token (`jinbao-controller node token`).
+        #[arg(long, env = "JINBAO_TOKEN", hide_env_values = true)]
+        token: String,
+        /// This node, e.g. `dc:1401` (the token is for one node).
+        #[arg(long)]
+        node: NodeId,
+        /// The national root certificate (PEM), given with the token; compare its
+        /// fingerprint out of band.
         #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        root: PathBuf,
+        /// A plane and the underlay address its instance listens on: `business=ADDR`;
+        /// repeat per plane.
+        #[arg(long, value_name = "PLANE=ADDR", required = true)]
+        listen: Vec<PlaneAddress>,
+        /// A plane's second underlay address (a second carrier): `business=ADDR`.
+        #[arg(long, value_name = "PLANE=ADDR")]
+        backup_listen: Vec<PlaneAddress>,
+    },
+    /// Run the overlay until SIGTERM or Ctrl-C: from a config bundle file (`--config`), or
+    /// from the enrolled node's last good bundle in DIR, following the controller
+    /// (`--controller`) for newer ones and reporting health to it.
+    Run {
+        /// The config bundle (TOML, or JSON when it ends in .json); default: DIR/bundle.json
+        /// from enrollment.
+        #[arg(long, value_name = "FILE", conflicts_with = "controller")]
+        config: Option<PathBuf>,
+        /// Follow this controller (an enrolled node; keeps forwarding when it is away).
+        #[arg(long, value_name = "ADDR")]
+        controller: Option<std::net::SocketAddr>,
         /// Serve Prometheus metrics (/metrics) and the status (/status) here.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9586")]
         metrics: std::net::SocketAddr,
@@ -74,6 +105,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `PLANE=ADDR`.
+#[derive(Debug, Clone, Copy)]
+struct PlaneAddress {
+    plane: Plane,
+    addr: std::net::SocketAddr,
+}
+
+impl std::str::FromStr for PlaneAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (plane, addr) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected PLANE=ADDR, e.g. business=0.0.0.0:51820"))?;
+        Ok(PlaneAddress {
+            plane: plane.parse().map_err(|e| format!("`{plane}`: {e}"))?,
+            addr: addr.parse().map_err(|e| format!("`{addr}`: {e}"))?,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,11 +194,47 @@ fn run(cli: Cli) -> Result<()> {
                 None => out.write_all(pem.as_bytes())?,
             }
         }
+        Command::Enroll {
+            controller,
+            token,
+            node,
+            root,
+            listen,
+            backup_listen,
+        } => {
+            let planes = listen
+                .iter()
+                .map(|l| agent::follow::Listen {
+                    plane: l.plane,
+                    listen: l.addr,
+                    backup: backup_listen
+                        .iter()
+                        .find(|b| b.plane == l.plane)
+                        .map(|b| b.addr),
+                })
+                .collect::<Vec<_>>();
+            let bundle = run::enroll(&cli.dir, controller, &token, node, &root, &planes)?;
+            for plane in &bundle.planes {
+                writeln!(
+                    out,
+                    "enrolled {node} on the {} plane: {} peer(s), config version {}",
+                    plane.plane,
+                    plane.peers.len(),
+                    bundle.version
+                )?;
+            }
+            writeln!(
+                out,
+                "next: jinbao-agent --dir {} run --controller {controller}",
+                cli.dir.display()
+            )?;
+        }
         Command::Run {
             config,
+            controller,
             metrics,
             tun,
-        } => run::run(&config, metrics, tun)?,
+        } => run::run(&cli.dir, config.as_deref(), controller, metrics, tun)?,
         Command::Show { agent, json } => {
             let status = run::fetch_status(agent)?;
             if json {

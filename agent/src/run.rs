@@ -9,22 +9,45 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent::control::{Bundle, Status};
+use agent::follow::{AgentDir, Listen};
 use agent::identity::read_wireguard_secret;
 use agent::model::Model;
 use agent::node::Node;
 use anyhow::{Context, Result, bail};
+use topology::NodeId;
 
 /// Runs the agent from `config` until SIGTERM or Ctrl-C (or, with `tun`, until a TUN device
 /// fails).
-pub(crate) fn run(config: &Path, metrics: SocketAddr, tun: bool) -> Result<()> {
-    let name = config.display().to_string();
-    let text = std::fs::read_to_string(config).with_context(|| format!("cannot read {name}"))?;
-    let bundle = Bundle::parse(&name, &text)?;
-    let keys = bundle
-        .planes
-        .iter()
-        .map(|plane| Ok((plane.plane, read_wireguard_secret(&plane.private_key)?)))
-        .collect::<Result<Vec<_>>>()?;
+pub(crate) fn run(
+    dir: &Path,
+    config: Option<&Path>,
+    controller: Option<SocketAddr>,
+    metrics: SocketAddr,
+    tun: bool,
+) -> Result<()> {
+    let agent_dir = AgentDir::at(dir);
+    let (name, bundle, keys) = match config {
+        Some(config) => {
+            let name = config.display().to_string();
+            let text =
+                std::fs::read_to_string(config).with_context(|| format!("cannot read {name}"))?;
+            let bundle = Bundle::parse(&name, &text)?;
+            let keys = bundle
+                .planes
+                .iter()
+                .map(|plane| Ok((plane.plane, read_wireguard_secret(&plane.private_key)?)))
+                .collect::<Result<Vec<_>>>()?;
+            (name, bundle, keys)
+        }
+        None => {
+            let name = agent_dir.bundle_path().display().to_string();
+            let bundle = agent_dir.last_good().with_context(|| {
+                format!("{name}: no usable bundle (enroll first: jinbao-agent enroll)")
+            })?;
+            let keys = agent_dir.wireguard_keys(&bundle)?;
+            (name, bundle, keys)
+        }
+    };
     let model = Model::load(&bundle.model).with_context(|| format!("{name}: model"))?;
     #[allow(clippy::disallowed_methods)] // the binary reads the clock for the core
     let (now, wall) = (Instant::now(), SystemTime::now());
@@ -48,6 +71,20 @@ pub(crate) fn run(config: &Path, metrics: SocketAddr, tun: bool) -> Result<()> {
             None
         };
         let mut running = agent::runtime::start(node, &[]).await?;
+        let (stop_follower, follower_stopped) = tokio::sync::watch::channel(false);
+        let follower = controller.map(|controller| {
+            let control = running.control();
+            let bundle = bundle.clone();
+            eprintln!(
+                "following the controller at {controller} (config version {})",
+                bundle.version
+            );
+            tokio::spawn(async move {
+                agent_dir
+                    .follow(controller, bundle, &control, follower_stopped)
+                    .await;
+            })
+        });
         let mut pump = devices.map(|devices| tun_mode::pump(devices, &mut running));
         let listener = tokio::net::TcpListener::bind(metrics)
             .await
@@ -69,6 +106,10 @@ pub(crate) fn run(config: &Path, metrics: SocketAddr, tun: bool) -> Result<()> {
             err = tun_mode::failed(pump.as_mut()) => Some(err),
         };
         eprintln!("stopping");
+        let _ = stop_follower.send(true);
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
         if let Some(pump) = pump {
             tun_mode::stop(pump).await;
         }
@@ -80,6 +121,27 @@ pub(crate) fn run(config: &Path, metrics: SocketAddr, tun: bool) -> Result<()> {
             None => Ok(()),
         }
     })
+}
+
+/// Enrolls the node in `dir` with the controller.
+pub(crate) fn enroll(
+    dir: &Path,
+    controller: SocketAddr,
+    token: &str,
+    node: NodeId,
+    root: &Path,
+    planes: &[Listen],
+) -> Result<Bundle> {
+    let root_pem =
+        std::fs::read_to_string(root).with_context(|| format!("cannot read {}", root.display()))?;
+    let model = Model::load(&agent::control::ModelSources::default())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let bundle = runtime
+        .block_on(AgentDir::at(dir).enroll(controller, token, &root_pem, node, planes, &model))?;
+    Ok(bundle)
 }
 
 /// `--tun`: one device per plane, pumped to the runtime's interface.

@@ -74,6 +74,9 @@ enum Command {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:7443")]
         listen: std::net::SocketAddr,
+        /// Serve Prometheus metrics (plain HTTP, /metrics) here.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Nodes: enrollment tokens, the enrolled nodes.
     #[command(subcommand)]
@@ -111,7 +114,7 @@ fn main() -> ExitCode {
         Command::Init { addresses, names } => {
             serve::init(dir, &files, &addresses, &names, now, &mut out)
         }
-        Command::Serve { listen } => serve::serve(dir, listen),
+        Command::Serve { listen, metrics } => serve::serve(dir, listen, metrics),
         Command::Node(command) => serve::node(command, dir, &files, now, &mut out),
         Command::Config(command) => serve::config(command, dir, &mut out),
     };

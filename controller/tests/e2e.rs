@@ -50,22 +50,29 @@ fn run(dir: &Path, args: &[&str]) -> String {
 }
 
 fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// The controller process; killed (SIGKILL) when dropped.
 struct Serving(Child);
 
 impl Serving {
-    fn start(dir: &Path, listen: SocketAddr) -> Serving {
+    fn start(dir: &Path, listen: SocketAddr, metrics: SocketAddr) -> Serving {
         let child = Command::new(controller_bin())
             .arg("--dir")
             .arg(dir)
             .args(["serve", "--listen", &listen.to_string()])
+            .args(["--metrics", &metrics.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -139,7 +146,9 @@ async fn start_agent(
     let (stop, stopped) = watch::channel(false);
     let control = running.control();
     let follower = tokio::spawn(async move {
-        agent_dir.follow(controller, bundle, &control, stopped).await;
+        agent_dir
+            .follow(controller, bundle, &control, stopped)
+            .await;
     });
     Agent {
         node,
@@ -147,6 +156,60 @@ async fn start_agent(
         stop,
         follower,
     }
+}
+
+/// Restarts a node's agent from its directory alone (no controller).
+async fn restart_from_disk(work: &Path, node: &str) -> Agent {
+    let node: NodeId = node.parse().unwrap();
+    let agent_dir = AgentDir::at(&work.join(node.tag()));
+    let bundle = agent_dir.last_good().unwrap();
+    let model = Model::load(&bundle.model).unwrap();
+    let keys = agent_dir.wireguard_keys(&bundle).unwrap();
+    let core = Node::new(&bundle, &keys, model, Instant::now(), SystemTime::now()).unwrap();
+    // The old instance still holds the port: bind this one anywhere, and let the peers'
+    // roaming find it (WireGuard answers where it last heard from).
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let running = agent::runtime::start(core, &[(PLANE, any)]).await.unwrap();
+    let (stop, _) = watch::channel(false);
+    Agent {
+        node,
+        running,
+        stop,
+        follower: tokio::spawn(async {}),
+    }
+}
+
+/// Polls the controller's metrics until every line in `expected` is there.
+async fn wait_for_metrics(metrics: SocketAddr, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = tokio::task::spawn_blocking(move || get_metrics(metrics))
+            .await
+            .unwrap();
+        let missing: Vec<&&str> = expected.iter().filter(|l| !text.contains(**l)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller's metrics lack {missing:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn get_metrics(metrics: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(metrics) else {
+        return String::new();
+    };
+    let _ = write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
 }
 
 fn address(model: &Model, node: &str, zone: Zone) -> IpAddr {
@@ -197,9 +260,11 @@ async fn crosses(from: &Agent, to: &mut Agent, packet: &[u8], limit: Duration) -
             .send((PLANE, packet.to_vec()))
             .await
             .unwrap();
-        if let Ok(Some((_, got))) =
-            tokio::time::timeout(Duration::from_millis(200), to.running.interface.received.recv())
-                .await
+        if let Ok(Some((_, got))) = tokio::time::timeout(
+            Duration::from_millis(200),
+            to.running.interface.received.recv(),
+        )
+        .await
             && got == packet
         {
             return true;
@@ -260,8 +325,8 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
     let work = tempdir();
     let dir = work.join("controller");
     run(&dir, &["init"]);
-    let listen = free_tcp();
-    let serving = Serving::start(&dir, listen);
+    let (listen, metrics) = (free_tcp(), free_tcp());
+    let serving = Serving::start(&dir, listen, metrics);
     let model = Model::load(&ModelSources::default()).unwrap();
 
     // 1. Enrollment with one-time tokens; the tree forms.
@@ -286,6 +351,13 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
         crosses(taiyuan, ministry, &mq, Duration::from_secs(10)).await,
         "Taiyuan's exchange reaches the ministry's across the tree"
     );
+    // The controller sees the links the agents report (its Prometheus exposition).
+    wait_for_metrics(metrics, &[
+        "jinbao_controller_agents_reporting 5",
+        "jinbao_controller_link_up{child=\"dc:1401\",parent=\"dc:14\",plane=\"business\"} 1",
+        "jinbao_controller_link_up{child=\"dc:13\",parent=\"dc:ministry\",plane=\"business\"} 1",
+    ])
+    .await;
     let new_port = syn(exchange("dc:1301"), exchange("dc:ministry"), 8080);
     assert!(
         !crosses(shijiazhuang, ministry, &new_port, Duration::from_secs(1)).await,
@@ -297,9 +369,11 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
     let policy = work.join("policy.toml");
     std::fs::write(&policy, exchange_policy_with(8080)).unwrap();
     run(&dir, &["config", "policy", policy.to_str().unwrap()]);
-    wait_for(Duration::from_secs(20), "every agent on the new policy", || {
-        agents.iter().zip(&before).all(|(a, b)| version(a) > *b)
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "every agent on the new policy",
+        || agents.iter().zip(&before).all(|(a, b)| version(a) > *b),
+    )
     .await;
     let [ministry, _, _, taiyuan, shijiazhuang] = &mut agents[..] else {
         unreachable!()
@@ -317,10 +391,21 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
         crosses(taiyuan, ministry, &mq2, Duration::from_secs(5)).await,
         "traffic flows while the controller is down"
     );
-    let serving = Serving::start(&dir, listen);
+    // An agent restarted while the controller is away comes up on its last good bundle.
+    let taiyuan_again = restart_from_disk(&work, "dc:1401").await;
+    let mq3 = syn(exchange("dc:1401"), exchange("dc:ministry"), 1414);
+    assert!(
+        crosses(&taiyuan_again, ministry, &mq3, Duration::from_secs(10)).await,
+        "an agent restarted without its controller forwards on its last good bundle"
+    );
+    taiyuan_again.running.stop().await;
+    let serving = Serving::start(&dir, listen, metrics);
     let nodes = run(&dir, &["node", "list"]);
     for node in NODES {
-        assert!(nodes.contains(&format!("{node}\t")), "{node} survived the kill");
+        assert!(
+            nodes.contains(&format!("{node}\t")),
+            "{node} survived the kill"
+        );
     }
     let late = start_agent(&work, listen, "dc:1402", &spare, &model).await;
     assert_eq!(late.node.to_string(), "dc:1402");
@@ -331,18 +416,29 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
 
     // 4. Revocation: Hebei tears Shijiazhuang down.
     let serial = serial_of(&dir, "dc:1301");
-    run(&dir, &["cert", "revoke", "--reason", "key-compromise", &serial]);
+    run(
+        &dir,
+        &["cert", "revoke", "--reason", "key-compromise", &serial],
+    );
     let hebei = &agents[2];
-    wait_for(Duration::from_secs(20), "Hebei to refuse Shijiazhuang", || {
-        refused(hebei, "dc:1301")
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "Hebei to refuse Shijiazhuang",
+        || refused(hebei, "dc:1301"),
+    )
     .await;
     let [ministry, _, _, _, shijiazhuang] = &mut agents[..] else {
         unreachable!()
     };
     let from_revoked = syn(exchange("dc:1301"), exchange("dc:ministry"), 1414);
     assert!(
-        !crosses(shijiazhuang, ministry, &from_revoked, Duration::from_secs(2)).await,
+        !crosses(
+            shijiazhuang,
+            ministry,
+            &from_revoked,
+            Duration::from_secs(2)
+        )
+        .await,
         "a revoked city is cut off"
     );
 

@@ -48,6 +48,12 @@ pub(crate) enum ConfigCommand {
         /// The policy file.
         file: PathBuf,
     },
+    /// Set the SNMP inventory (underlay routers and MCUs to poll; TOML, `[[device]]`
+    /// tables); the running controller polls it from its next start.
+    Snmp {
+        /// The inventory file.
+        file: PathBuf,
+    },
 }
 
 /// `init`: the CAs, the controller's certificate and the store.
@@ -137,16 +143,16 @@ pub(crate) fn init(
         ca.certificate_path(AuthorityScope::Root).display(),
         pki::authority::fingerprint(root.certificate())
     )?;
-    writeln!(
-        out,
-        "next: jinbao-controller serve --dir {}",
-        dir.display()
-    )?;
+    writeln!(out, "next: jinbao-controller serve --dir {}", dir.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `serve`: the HTTPS service until SIGTERM or Ctrl-C.
-pub(crate) fn serve(dir: &Path, listen: SocketAddr) -> Result<ExitCode> {
+pub(crate) fn serve(
+    dir: &Path,
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,6 +165,18 @@ pub(crate) fn serve(dir: &Path, listen: SocketAddr) -> Result<ExitCode> {
             .with_context(|| format!("listen on {listen}"))?;
         let local = listener.local_addr()?;
         eprintln!("jinbao-controller serving on https://{local} (mutual TLS)");
+        if let Some(metrics) = metrics {
+            let listener = tokio::net::TcpListener::bind(metrics)
+                .await
+                .with_context(|| format!("metrics on {metrics}"))?;
+            eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+            let router = server::monitor::metrics_router(std::sync::Arc::clone(&controller));
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    tracing::warn!(%err, "metrics listener");
+                }
+            });
+        }
         controller.serve(listener, shutdown_signal()).await?;
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
@@ -221,6 +239,19 @@ pub(crate) fn config(command: ConfigCommand, dir: &Path, out: &mut dyn Write) ->
                 out,
                 "published {}; every agent gets it with its next bundle",
                 file.display()
+            )?;
+        }
+        ConfigCommand::Snmp { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let inventory = controller::snmp::parse_inventory(&file.display().to_string(), &text)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let who = local_user();
+            store.write(|tx| tx.set_setting("snmp-inventory", &text, &who))?;
+            writeln!(
+                out,
+                "SNMP inventory of {} device(s) kept; restart serve to poll it",
+                inventory.devices.len()
             )?;
         }
     }

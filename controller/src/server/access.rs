@@ -50,6 +50,8 @@ pub enum Need {
     Change(NodeId),
     /// A national change: an engineer without a province scope.
     NationalChange,
+    /// Taking an alert: an engineer of any scope.
+    Acknowledge,
 }
 
 impl Connection {
@@ -93,7 +95,7 @@ pub fn allowed(op: &OperatorIdentity, need: Need) -> Result<(), ApiError> {
     let roles: &[Role] = match need {
         Need::Health => &[Role::Noc, Role::Auditor, Role::Engineer],
         Need::Read => &[Role::Auditor, Role::Engineer],
-        Need::Change(_) | Need::NationalChange => &[Role::Engineer],
+        Need::Change(_) | Need::NationalChange | Need::Acknowledge => &[Role::Engineer],
     };
     if !roles.contains(&op.role) {
         let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
@@ -120,7 +122,7 @@ pub fn allowed(op: &OperatorIdentity, need: Need) -> Result<(), ApiError> {
             "this is a national change and needs an engineer without a province scope; {} is scoped to province {scope}",
             op.login
         ))),
-        Need::Health | Need::Read => Ok(()),
+        Need::Health | Need::Read | Need::Acknowledge => Ok(()),
     }
 }
 

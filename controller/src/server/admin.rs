@@ -208,7 +208,10 @@ async fn changes(
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<ChangeEntry>>, ApiError> {
     connection.operator(Need::Read)?;
-    let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(1000).min(10_000));
+    let (after, limit) = (
+        page.after.unwrap_or(0),
+        page.limit.unwrap_or(1000).min(10_000),
+    );
     Ok(Json(controller.store.read(|tx| tx.changes(after, limit))?))
 }
 

@@ -9,9 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agent::control::{
-    EnrollRequest, EnrollResponse, HealthReport, LONG_POLL, SignedBundle,
-};
+use agent::control::{EnrollRequest, EnrollResponse, HealthReport, LONG_POLL, SignedBundle};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

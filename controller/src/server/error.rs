@@ -40,7 +40,10 @@ impl ApiError {
     /// 500: our fault; the detail is logged, the caller gets the gist.
     pub fn internal(err: impl std::fmt::Display) -> ApiError {
         tracing::error!(%err, "request failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {err}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {err}"),
+        )
     }
 
     /// Any status.

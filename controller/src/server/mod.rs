@@ -18,6 +18,7 @@ pub mod access;
 pub mod admin;
 pub mod agents;
 mod error;
+pub mod monitor;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use agent::control::{ModelSources, ProbeSettings, SignedBundle};
 use agent::model::Model;
 use axum::Router;
+use axum::extract::State;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use pki::store::CaDir;
@@ -115,6 +117,13 @@ pub struct Controller {
     reconciling: Mutex<Fingerprint>,
     /// Link health from the agents' reports.
     pub health: Mutex<HealthState>,
+    /// Alert rules and open alerts.
+    pub alerts: Mutex<crate::alerts::AlertEngine>,
+    /// API requests by route and status, for the metrics.
+    pub requests: crate::metrics::ApiRequests,
+    /// The underlay devices' state, when the store holds an SNMP inventory.
+    pub snmp: Option<crate::snmp::DeviceStates>,
+    poller: Mutex<Option<crate::snmp::Poller>>,
 }
 
 #[allow(non_camel_case_types)]
@@ -134,6 +143,18 @@ impl Controller {
     /// Opens the controller directory made by `jinbao-controller init`.
     pub fn open(dir: &Path) -> Result<Arc<Controller>, ServeError> {
         let store = Store::open(&dir.join("controller.db"))?;
+        let alerts = monitor::restore_alerts(&store)?;
+        let poller = match store.read(|tx| tx.setting("snmp-inventory"))? {
+            Some(text) => {
+                let inventory = crate::snmp::parse_inventory("store: snmp-inventory", &text)
+                    .map_err(|e| ServeError::Model(format!("SNMP inventory: {e}")))?;
+                Some(crate::snmp::Poller::new(
+                    inventory,
+                    crate::snmp::PollerConfig::default(),
+                ))
+            }
+            None => None,
+        };
         let ca = CaDir::at(dir);
         let trust = SharedTrust::new(ca.trust_bundle()?);
         let (key_path, chain_path) = identity_paths(dir);
@@ -167,6 +188,11 @@ impl Controller {
             // No trust hash matches the empty one: the first reconcile always computes.
             reconciling: Mutex::new(Fingerprint::default()),
             health: Mutex::new(HealthState::default()),
+            alerts: Mutex::new(alerts),
+            requests: crate::metrics::ApiRequests::new()
+                .map_err(|e| ServeError::Model(e.to_string()))?,
+            snmp: poller.as_ref().map(crate::snmp::Poller::states),
+            poller: Mutex::new(poller),
         });
         controller.reconcile(wall_clock())?;
         Ok(controller)
@@ -305,6 +331,10 @@ impl Controller {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let app = router(Arc::clone(&self));
         let reconciler = tokio::spawn(reconcile_forever(Arc::clone(&self)));
+        let evaluator = tokio::spawn(monitor::evaluate_forever(Arc::clone(&self)));
+        let poller = lock(&self.poller)
+            .take()
+            .map(|poller| tokio::spawn(poller.run(std::future::pending::<()>())));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -323,6 +353,10 @@ impl Controller {
             });
         }
         reconciler.abort();
+        evaluator.abort();
+        if let Some(poller) = poller {
+            poller.abort();
+        }
         Ok(())
     }
 }
@@ -372,8 +406,7 @@ async fn reconcile_forever(controller: Arc<Controller>) {
     loop {
         tick.tick().await;
         let controller = Arc::clone(&controller);
-        let done =
-            tokio::task::spawn_blocking(move || controller.reconcile(wall_clock())).await;
+        let done = tokio::task::spawn_blocking(move || controller.reconcile(wall_clock())).await;
         if let Ok(Err(err)) = done {
             tracing::warn!(%err, "reconcile");
         }
@@ -385,8 +418,32 @@ pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
         .merge(agents::routes())
         .merge(admin::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(agent::control::MAX_BODY))
+        .merge(monitor::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&controller),
+            count_request,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            agent::control::MAX_BODY,
+        ))
         .with_state(controller)
+}
+
+/// Counts every request by route pattern and status.
+async fn count_request(
+    State(controller): State<Arc<Controller>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    controller
+        .requests
+        .record(&route, response.status().as_u16());
+    response
 }
 
 /// The caller of a connection, if it presented a certificate.
@@ -400,15 +457,18 @@ pub(crate) fn wall_clock() -> SystemTime {
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Controller {

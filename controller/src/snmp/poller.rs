@@ -294,7 +294,8 @@ impl Poller {
                 Err(_dropped) => {
                     // The task panicked (tokio drops its sender) or the thread ended.
                     tracing::error!(device = %device.name, "SNMP poll task failed");
-                    let outcome = task_failed(&device, "the poll task panicked".to_owned());
+                    let outcome =
+                        task_failed(&device, "the poll task ended without a result".to_owned());
                     (Slot::new(device, tracker), outcome)
                 }
             };
