@@ -102,7 +102,7 @@ pub(crate) fn run(
         }
         eprintln!("metrics and status on http://{metrics}/metrics and /status");
         let failed = tokio::select! {
-            _ = shutdown_signal() => None,
+            _ = agent::runtime::shutdown_signal() => None,
             err = tun_mode::failed(pump.as_mut()) => Some(err),
         };
         eprintln!("stopping");
@@ -229,28 +229,6 @@ mod tun_mode {
 
     pub(super) async fn stop(pump: Pump) {
         match pump {}
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -349,6 +349,29 @@ impl Socket {
     }
 }
 
+/// Resolves on SIGTERM or Ctrl-C: how the agent and the controller are asked to stop.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Resolves when any of `sockets` has something to read (or an error to report).
 async fn readable(sockets: &[Socket]) {
     std::future::poll_fn(|cx| {

@@ -420,6 +420,26 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
         &dir,
         &["cert", "revoke", "--reason", "key-compromise", &serial],
     );
+    // The revocation is in the store's records and its change log, which still verifies.
+    let store = controller::store::Store::open(&dir.join("controller.db")).unwrap();
+    let revoked = store
+        .read(|tx| tx.certificates())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.serial == serial)
+        .unwrap();
+    assert!(
+        revoked.revoked.is_some(),
+        "the store knows {serial} is revoked"
+    );
+    let log = store.read(|tx| tx.changes(0, usize::MAX)).unwrap();
+    assert!(
+        log.iter()
+            .any(|c| c.what.contains("revoke") && c.who.starts_with("local:")),
+        "the revocation is in the change log: {:?}",
+        log.iter().map(|c| &c.what).collect::<Vec<_>>()
+    );
+    assert!(store.verify_changes().unwrap() >= log.len() as u64);
     let hebei = &agents[2];
     wait_for(
         Duration::from_secs(20),

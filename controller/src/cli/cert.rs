@@ -18,6 +18,8 @@ use pki::store::{CaDir, Stored};
 use pki::{AuthorityScope, KeyAlgorithm, PrivateKey, Reason, Role, Serial};
 use topology::{DivisionCode, NodeId};
 
+use controller::store::{CertificateKind, CertificateRecord, OperatorRecord};
+
 use super::model::{self, Files, Model};
 use super::table;
 
@@ -97,7 +99,7 @@ pub(crate) fn run(
             lifetime,
             output,
         } => {
-            let chain = issue(&store, files, &csr, role, province, lifetime, now)?;
+            let chain = issue(dir, files, &csr, role, province, lifetime, now)?;
             match output {
                 Some(path) => files::replace(&path, chain.as_bytes(), Secrecy::Public)?,
                 None => out.write_all(chain.as_bytes())?,
@@ -105,6 +107,12 @@ pub(crate) fn run(
         }
         CertCommand::Revoke { serial, reason } => {
             let (scope, crl) = store.revoke(&serial, reason, now)?;
+            if let Some(controller) = super::serve::controller_store(dir)? {
+                let who = super::serve::local_user();
+                controller.write(|tx| {
+                    tx.revoke_certificate(&serial.to_string(), reason.as_str(), now, &who)
+                })?;
+            }
             writeln!(
                 out,
                 "revoked {serial} ({reason}); the {scope} CA published CRL {} listing {} certificate(s): {}",
@@ -136,7 +144,7 @@ pub(crate) fn run(
 
 /// Signs the request in `csr`; returns the certificate and its CA's (PEM).
 fn issue(
-    store: &CaDir,
+    dir: &Path,
     files: &Files,
     csr: &Path,
     role: Option<Role>,
@@ -144,12 +152,13 @@ fn issue(
     lifetime: Option<Duration>,
     now: SystemTime,
 ) -> Result<String> {
+    let store = &CaDir::at(dir);
     let (name, text) = model::read(csr)?;
     let request = read_request_pem(text.as_bytes()).with_context(|| name.clone())?;
     if lifetime.is_some_and(|l| l > MAX_LIFETIME || l.is_zero()) {
         bail!("--lifetime must be between 1s and 366d");
     }
-    let (scope, issued, what) = match request {
+    let (scope, issued, what, record) = match request {
         Request::Node(request) => {
             if role.is_some() || province.is_some() {
                 bail!("{name} is a node request; --role and --province are for operator requests");
@@ -174,7 +183,17 @@ fn issue(
                 binding.plane,
                 zones.join(", ")
             );
-            (scope, issued, what)
+            let record = CertificateRecord {
+                serial: issued.serial.to_string(),
+                subject: binding.node.to_string(),
+                kind: CertificateKind::Node,
+                plane: Some(binding.plane),
+                issuer: scope.to_string(),
+                not_after: issued.not_after,
+                pem: issued.pem(),
+                revoked: None,
+            };
+            (scope, issued, what, (record, None))
         }
         Request::Operator(request) => {
             let Some(role) = role else {
@@ -206,10 +225,44 @@ fn issue(
                 "operator {} ({}) as {role} {scope}",
                 request.login, request.name
             );
-            (AuthorityScope::Ministry, issued, what)
+            let record = CertificateRecord {
+                serial: issued.serial.to_string(),
+                subject: request.login.clone(),
+                kind: CertificateKind::Operator,
+                plane: None,
+                issuer: AuthorityScope::Ministry.to_string(),
+                not_after: issued.not_after,
+                pem: issued.pem(),
+                revoked: None,
+            };
+            let operator = OperatorRecord {
+                login: request.login.clone(),
+                name: request.name.clone(),
+                role,
+                province: province.map(|p| p.to_string()),
+                serial: Some(issued.serial.to_string()),
+            };
+            (
+                AuthorityScope::Ministry,
+                issued,
+                what,
+                (record, Some(operator)),
+            )
         }
     };
     store.keep_issued(scope, &issued)?;
+    // With a controller store here, the issuance is recorded there too (change log).
+    if let Some(controller) = super::serve::controller_store(dir)? {
+        let who = super::serve::local_user();
+        let (certificate, operator) = record;
+        controller.write(|tx| {
+            tx.record_certificate(&certificate, &who)?;
+            if let Some(operator) = &operator {
+                tx.upsert_operator(operator, &who)?;
+            }
+            Ok(())
+        })?;
+    }
     let ca = store.authority(scope)?;
     eprintln!(
         "issued {} for {what} by the {scope} CA, valid until {}, renew after {}",

@@ -177,7 +177,9 @@ pub(crate) fn serve(
                 }
             });
         }
-        controller.serve(listener, shutdown_signal()).await?;
+        controller
+            .serve(listener, agent::runtime::shutdown_signal())
+            .await?;
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -270,31 +272,20 @@ fn open(dir: &Path) -> Result<Store> {
     Ok(Store::open(&database)?)
 }
 
-fn local_user() -> String {
+/// The controller store of `dir`, if `dir` is a controller directory (the CA commands also
+/// work on a CA directory alone).
+pub(crate) fn controller_store(dir: &Path) -> Result<Option<Store>> {
+    let database = dir.join("controller.db");
+    if !database.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Store::open(&database)?))
+}
+
+/// Who a command on this host acts as, in the change log.
+pub(crate) fn local_user() -> String {
     format!(
         "local:{}",
         std::env::var("USER").unwrap_or_else(|_| "root".into())
     )
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -31,6 +31,8 @@ pub fn routes() -> Router<Arc<Controller>> {
         .route("/v1/policy", get(policy).put(set_policy))
         .route("/v1/changes", get(changes))
         .route("/v1/changes/verify", get(verify_changes))
+        .route("/v1/operators", get(operators))
+        .route("/v1/plan", get(plan))
 }
 
 async fn nodes(
@@ -156,6 +158,48 @@ async fn revoke(
         .store
         .write(|tx| tx.revoke_certificate(&serial, &reason_text, now, &who))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn operators(
+    State(controller): State<Arc<Controller>>,
+    connection: Connection,
+) -> Result<Json<Vec<crate::store::OperatorRecord>>, ApiError> {
+    connection.operator(Need::Read)?;
+    Ok(Json(controller.store.read(|tx| tx.operators())?))
+}
+
+/// The IP plan in force: each plane's supernet, and the plan file's text.
+#[derive(Debug, Serialize)]
+pub struct PlanView {
+    /// Plane → supernet.
+    pub planes: Vec<(topology::Plane, String)>,
+    /// Nodes in the network.
+    pub nodes: usize,
+    /// The plan file (TOML).
+    pub plan: String,
+}
+
+async fn plan(
+    State(controller): State<Arc<Controller>>,
+    connection: Connection,
+) -> Result<Json<PlanView>, ApiError> {
+    connection.operator(Need::Read)?;
+    let model = controller.model();
+    let planes = model
+        .allocation
+        .planes()
+        .filter_map(|plane| {
+            model
+                .allocation
+                .supernet(plane)
+                .map(|net| (plane, net.to_string()))
+        })
+        .collect();
+    Ok(Json(PlanView {
+        planes,
+        nodes: model.network.nodes().len(),
+        plan: topology::plan::EMBEDDED_PLAN.to_owned(),
+    }))
 }
 
 async fn policy(

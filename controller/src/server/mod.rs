@@ -49,6 +49,8 @@ pub use error::ApiError;
 
 /// How often the reconciler looks for changes.
 pub const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+/// How often the CRLs' age is checked.
+const CRL_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// A TLS handshake that takes longer is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -124,6 +126,9 @@ pub struct Controller {
     /// The underlay devices' state, when the store holds an SNMP inventory.
     pub snmp: Option<crate::snmp::DeviceStates>,
     poller: Mutex<Option<crate::snmp::Poller>>,
+    /// Operators already recorded in the store (login, role, province), so a connection
+    /// writes only when someone new (or newly scoped) calls.
+    operators_seen: Mutex<std::collections::HashSet<(String, pki::Role, Option<String>)>>,
 }
 
 #[allow(non_camel_case_types)]
@@ -193,6 +198,7 @@ impl Controller {
                 .map_err(|e| ServeError::Model(e.to_string()))?,
             snmp: poller.as_ref().map(crate::snmp::Poller::states),
             poller: Mutex::new(poller),
+            operators_seen: Mutex::new(std::collections::HashSet::new()),
         });
         controller.reconcile(wall_clock())?;
         Ok(controller)
@@ -301,6 +307,37 @@ impl Controller {
         Ok(updated)
     }
 
+    /// Publishes the next CRL of every CA whose current one is two thirds through its
+    /// life (as certificates renew at 2/3), so agents never hold an overdue CRL — an agent
+    /// treats unknown revocation status as revoked. Returns how many were published; the
+    /// next reconcile carries them to the agents.
+    pub fn refresh_crls(&self, now: SystemTime) -> Result<usize, ServeError> {
+        let mut published = 0;
+        for scope in std::iter::once(AuthorityScope::Root).chain(self.ca.authorities()?) {
+            let due = match self.ca.crl(scope) {
+                Ok(der) => match pki::crl::CrlSummary::read(der.as_ref()) {
+                    Ok(summary) => summary.next_update.is_none_or(|next| {
+                        let life = next.duration_since(summary.this_update).unwrap_or_default();
+                        now >= summary.this_update + life * 2 / 3
+                    }),
+                    Err(_) => true,
+                },
+                Err(_) => true,
+            };
+            if !due {
+                continue;
+            }
+            let authority = match scope {
+                AuthorityScope::Root => self.ca.root()?,
+                _ => self.ca.authority(scope)?,
+            };
+            self.ca.publish_crl(&authority, now)?;
+            tracing::info!(%scope, "CRL refreshed");
+            published += 1;
+        }
+        Ok(published)
+    }
+
     /// Loads the policy the store holds if it is not the one in use.
     fn reload_policy(&self) -> Result<(), ServeError> {
         let policy = self.store.read(|tx| tx.setting("policy"))?;
@@ -385,6 +422,9 @@ async fn connection(
             pki::tls::caller(&controller.trust.current(), certificates, wall_clock())
         })
         .and_then(Result::ok);
+    if let Some(Caller::Operator(op)) = &caller {
+        remember_operator(&controller, op).await;
+    }
     let caller = access::Connection {
         caller: caller.map(Arc::new),
         peer,
@@ -401,12 +441,50 @@ async fn connection(
     }
 }
 
+/// Records an operator the first time they call (the store's operators are the people who
+/// have used the API, with the role and scope their certificate gave them).
+async fn remember_operator(controller: &Arc<Controller>, op: &pki::verify::OperatorIdentity) {
+    let key = (op.login.clone(), op.role, op.province.clone());
+    if !lock(&controller.operators_seen).insert(key) {
+        return;
+    }
+    let record = crate::store::OperatorRecord {
+        login: op.login.clone(),
+        name: op.name.clone(),
+        role: op.role,
+        province: op.province.clone(),
+        serial: None,
+    };
+    let worker = Arc::clone(controller);
+    let who = format!("operator:{}", op.login);
+    let done = tokio::task::spawn_blocking(move || {
+        worker.store.write(|tx| tx.upsert_operator(&record, &who))
+    })
+    .await;
+    if !matches!(done, Ok(Ok(()))) {
+        tracing::warn!(login = %op.login, "operator not recorded");
+        lock(&controller.operators_seen).remove(&(op.login.clone(), op.role, op.province.clone()));
+    }
+}
+
 async fn reconcile_forever(controller: Arc<Controller>) {
     let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    let mut next_crl_check = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        let check_crls = tokio::time::Instant::now() >= next_crl_check;
+        if check_crls {
+            next_crl_check += CRL_CHECK_EVERY;
+        }
         let controller = Arc::clone(&controller);
-        let done = tokio::task::spawn_blocking(move || controller.reconcile(wall_clock())).await;
+        let done = tokio::task::spawn_blocking(move || {
+            let now = wall_clock();
+            if check_crls {
+                controller.refresh_crls(now)?;
+            }
+            controller.reconcile(now)
+        })
+        .await;
         if let Ok(Err(err)) = done {
             tracing::warn!(%err, "reconcile");
         }
