@@ -51,6 +51,12 @@
 //! connection, head read up to [`MAX_REQUEST_HEAD`] bytes, the whole exchange bounded by
 //! [`REQUEST_TIMEOUT`], at most [`MAX_CONNECTIONS`] at a time. Anything else gets a 4xx
 //! and the connection is closed; no request can make it panic or hold it.
+//!
+//! # Building blocks
+//!
+//! The controller's exposition is built the same way, from the public pieces here: a family's
+//! [`Meta`] registers it in a [`Registry`], [`add`], [`set_int`] and [`set_float`] record a
+//! sample, [`encode`] writes the registry out, and every failure is a [`MetricsError`].
 
 use std::future::Future;
 use std::io;
@@ -83,7 +89,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The exposition could not be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    /// A metric family could not be built or a sample recorded (a bug in this module).
+    /// A metric family could not be built or a sample recorded (a bug in the exposition's
+    /// code).
     #[error("metric {name}: {source}")]
     Metric {
         /// The metric.
@@ -102,6 +109,12 @@ pub fn render(status: &Status) -> Result<String, MetricsError> {
     let registry = Registry::new();
     let families = Families::register(&registry)?;
     families.record(status)?;
+    encode(&registry)
+}
+
+/// Everything registered in `registry` as text exposition (format 0.0.4), families sorted by
+/// name.
+pub fn encode(registry: &Registry) -> Result<String, MetricsError> {
     TextEncoder::new()
         .encode_to_string(&registry.gather())
         .map_err(MetricsError::Encode)
@@ -114,7 +127,8 @@ const PLANE: &[&str] = &["plane"];
 const RULE: &[&str] = &["plane", "rule"];
 
 /// A family: its name, then its help text.
-struct Meta(&'static str, &'static str);
+#[derive(Debug, Clone, Copy)]
+pub struct Meta(pub &'static str, pub &'static str);
 
 const INFO: Meta = Meta(
     "jinbao_agent_info",
@@ -324,38 +338,47 @@ impl Families {
 }
 
 impl Meta {
-    fn counter(&self, r: &Registry, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
+    /// The family as a counter with these label names, registered in `r`.
+    pub fn counter(&self, r: &Registry, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
         self.register(r, IntCounterVec::new(self.opts(), labels))
     }
 
-    fn int_gauge(&self, r: &Registry, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
+    /// The family as an integer gauge with these label names, registered in `r`.
+    pub fn int_gauge(&self, r: &Registry, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
         self.register(r, IntGaugeVec::new(self.opts(), labels))
     }
 
-    fn gauge(&self, r: &Registry, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
+    /// The family as a gauge with these label names, registered in `r`.
+    pub fn gauge(&self, r: &Registry, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
         self.register(r, GaugeVec::new(self.opts(), labels))
     }
 
-    fn opts(&self) -> Opts {
+    /// The name and help text as the prometheus crate takes them.
+    pub fn opts(&self) -> Opts {
         Opts::new(self.0, self.1)
+    }
+
+    /// What the prometheus crate said about this family, as a [`MetricsError`].
+    pub fn error(&self, source: prometheus::Error) -> MetricsError {
+        MetricsError::Metric {
+            name: self.0.to_owned(),
+            source,
+        }
     }
 
     fn register<V>(&self, r: &Registry, made: prometheus::Result<V>) -> Result<V, MetricsError>
     where
         V: Collector + Clone + 'static,
     {
-        let failed = |source| MetricsError::Metric {
-            name: self.0.to_owned(),
-            source,
-        };
-        let vec = made.map_err(failed)?;
-        r.register(Box::new(vec.clone())).map_err(failed)?;
+        let vec = made.map_err(|source| self.error(source))?;
+        r.register(Box::new(vec.clone()))
+            .map_err(|source| self.error(source))?;
         Ok(vec)
     }
 }
 
 /// Adds `value` to the counter with these labels (once per snapshot: it starts at zero).
-fn add(vec: &IntCounterVec, labels: &[&str], value: u64) -> Result<(), MetricsError> {
+pub fn add(vec: &IntCounterVec, labels: &[&str], value: u64) -> Result<(), MetricsError> {
     let counter = vec
         .get_metric_with_label_values(labels)
         .map_err(|source| sample_error(vec, source))?;
@@ -363,7 +386,8 @@ fn add(vec: &IntCounterVec, labels: &[&str], value: u64) -> Result<(), MetricsEr
     Ok(())
 }
 
-fn set_int(vec: &IntGaugeVec, labels: &[&str], value: i64) -> Result<(), MetricsError> {
+/// Sets the gauge with these labels to `value`.
+pub fn set_int(vec: &IntGaugeVec, labels: &[&str], value: i64) -> Result<(), MetricsError> {
     let gauge = vec
         .get_metric_with_label_values(labels)
         .map_err(|source| sample_error(vec, source))?;
@@ -371,7 +395,8 @@ fn set_int(vec: &IntGaugeVec, labels: &[&str], value: i64) -> Result<(), Metrics
     Ok(())
 }
 
-fn set_float(vec: &GaugeVec, labels: &[&str], value: f64) -> Result<(), MetricsError> {
+/// Sets the gauge with these labels to `value`.
+pub fn set_float(vec: &GaugeVec, labels: &[&str], value: f64) -> Result<(), MetricsError> {
     let gauge = vec
         .get_metric_with_label_values(labels)
         .map_err(|source| sample_error(vec, source))?;

@@ -38,13 +38,14 @@
 //!   the raw path, or the series multiply without bound.
 //!
 //! Everything else is built afresh for each scrape in its own [`Registry`], so a link that
-//! leaves the health state leaves the exposition too.
+//! leaves the health state leaves the exposition too. The families are registered and
+//! recorded with the agent's building blocks ([`agent::metrics`]), errors included.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::control::PathChoice;
-use prometheus::core::Collector;
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use agent::metrics::{Meta, encode, set_float, set_int};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Registry};
 use topology::Plane;
 
 use crate::alerts::AlertEngine;
@@ -53,22 +54,9 @@ use crate::health::{HealthState, LinkState};
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
-/// The exposition could not be produced.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// A metric family could not be built or a sample recorded (a bug in this module).
-    #[error("metric {name}: {source}")]
-    Metric {
-        /// The metric.
-        name: String,
-        /// What the prometheus crate said.
-        #[source]
-        source: prometheus::Error,
-    },
-    /// The text encoder refused the gathered families.
-    #[error("encoding the exposition: {0}")]
-    Encode(#[source] prometheus::Error),
-}
+/// The exposition could not be produced: the agent's error, as the families are built with
+/// the agent's helpers.
+pub use agent::metrics::MetricsError;
 
 /// API requests by route and status, kept for the life of the server, which bumps it.
 #[derive(Debug, Clone)]
@@ -123,15 +111,10 @@ pub fn render(snapshot: &Snapshot<'_>, now: SystemTime) -> Result<String, Metric
             .register(Box::new(api))
             .map_err(|source| API_REQUESTS.error(source))?;
     }
-    TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .map_err(MetricsError::Encode)
+    encode(&registry)
 }
 
 const LINK: &[&str] = &["plane", "parent", "child"];
-
-/// A family: its name, then its help text.
-struct Meta(&'static str, &'static str);
 
 const BUILD_INFO: Meta = Meta(
     "jinbao_controller_build_info",
@@ -287,62 +270,6 @@ impl Families {
 /// A count as a gauge value.
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-impl Meta {
-    fn int_gauge(&self, r: &Registry, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
-        self.register(r, IntGaugeVec::new(self.opts(), labels))
-    }
-
-    fn gauge(&self, r: &Registry, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
-        self.register(r, GaugeVec::new(self.opts(), labels))
-    }
-
-    fn opts(&self) -> Opts {
-        Opts::new(self.0, self.1)
-    }
-
-    fn error(&self, source: prometheus::Error) -> MetricsError {
-        MetricsError::Metric {
-            name: self.0.to_owned(),
-            source,
-        }
-    }
-
-    fn register<V>(&self, r: &Registry, made: prometheus::Result<V>) -> Result<V, MetricsError>
-    where
-        V: Collector + Clone + 'static,
-    {
-        let vec = made.map_err(|source| self.error(source))?;
-        r.register(Box::new(vec.clone()))
-            .map_err(|source| self.error(source))?;
-        Ok(vec)
-    }
-}
-
-fn set_int(vec: &IntGaugeVec, labels: &[&str], value: i64) -> Result<(), MetricsError> {
-    let gauge = vec
-        .get_metric_with_label_values(labels)
-        .map_err(|source| sample_error(vec, source))?;
-    gauge.set(value);
-    Ok(())
-}
-
-fn set_float(vec: &GaugeVec, labels: &[&str], value: f64) -> Result<(), MetricsError> {
-    let gauge = vec
-        .get_metric_with_label_values(labels)
-        .map_err(|source| sample_error(vec, source))?;
-    gauge.set(value);
-    Ok(())
-}
-
-/// The error for a sample of `vec` that could not be had.
-fn sample_error(vec: &impl Collector, source: prometheus::Error) -> MetricsError {
-    let name = vec.desc().first().map(|desc| desc.fq_name.clone());
-    MetricsError::Metric {
-        name: name.unwrap_or_default(),
-        source,
-    }
 }
 
 #[cfg(test)]

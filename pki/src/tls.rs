@@ -11,6 +11,7 @@
 //! reconnecting on its ticket. Every connection runs the full check against the bundle in
 //! force; node links are few and long-lived, so the extra handshake costs nothing.
 
+use std::fmt::Debug;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -101,16 +102,7 @@ pub fn node_server_config(
     plane: Plane,
     credentials: Credentials,
 ) -> Result<ServerConfig, rustls::Error> {
-    let provider = provider();
-    let verifier = NodeClientVerifier(NodeCheck::new(trust, plane, &provider));
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(credentials.chain, credentials.key)?;
-    // No resumption (see the module docs): no session cache, no tickets.
-    config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Ok(config)
+    server_config(NodeCheck { trust, plane }, credentials)
 }
 
 /// The connecting side: presents its node certificate and accepts only `peer` on `plane`.
@@ -120,19 +112,11 @@ pub fn node_client_config(
     peer: NodeId,
     credentials: Credentials,
 ) -> Result<ClientConfig, rustls::Error> {
-    let provider = provider();
-    let verifier = NodePeerVerifier {
-        check: NodeCheck::new(trust, plane, &provider),
+    let check = NodePeer {
+        node: NodeCheck { trust, plane },
         peer,
     };
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous() // a stricter verifier than webpki's server-name check, not a looser one
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(credentials.chain, credentials.key)?;
-    // No resumption (see the module docs): the server's certificate is checked every time.
-    config.resumption = Resumption::disabled();
-    Ok(config)
+    client_config(check, Some(credentials))
 }
 
 /// The server name to dial a node by. Identity is checked on the node id, not this name.
@@ -191,75 +175,108 @@ pub fn verify_error(err: &rustls::Error) -> Option<VerifyError> {
     })
 }
 
-fn system_time(now: UnixTime) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs())
+/// A listening side's configuration: TLS 1.3, `check` on the clients' certificates,
+/// `credentials` presented, no resumption (see the module docs).
+fn server_config<C: ClientCheck + 'static>(
+    check: C,
+    credentials: Credentials,
+) -> Result<ServerConfig, rustls::Error> {
+    let provider = provider();
+    let verifier = Verifier::new(check, &provider);
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(credentials.chain, credentials.key)?;
+    // No resumption (see the module docs): no session cache, no tickets.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
-/// What both verifiers check: a node chain against the current trust bundle, on one plane;
-/// and the handshake signatures with the ring algorithms.
+/// A connecting side's configuration: TLS 1.3, `check` on the server's certificate,
+/// `credentials` presented when given, no resumption (see the module docs).
+fn client_config<C: ServerCheck + 'static>(
+    check: C,
+    credentials: Option<Credentials>,
+) -> Result<ClientConfig, rustls::Error> {
+    let provider = provider();
+    let verifier = Verifier::new(check, &provider);
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous() // a stricter verifier than webpki's server-name check, not a looser one
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match credentials {
+        Some(credentials) => builder.with_client_auth_cert(credentials.chain, credentials.key)?,
+        None => builder.with_no_client_auth(),
+    };
+    // No resumption (see the module docs): the server's certificate is checked every time.
+    config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+/// What a listening side accepts as a client's certificate chain (leaf first) at `now`.
+trait ClientCheck: Debug + Send + Sync {
+    /// Whether a client must present a certificate at all.
+    const MANDATORY: bool = true;
+
+    /// `Ok` when the chain is accepted, else the refusal.
+    fn accept(&self, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), VerifyError>;
+}
+
+/// What a connecting side accepts as the server's certificate chain (leaf first) at `now`.
+trait ServerCheck: Debug + Send + Sync {
+    /// `Ok` when the chain is accepted, else the refusal.
+    fn accept(&self, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), VerifyError>;
+}
+
+/// Every verifier of this crate: `check` decides on the certificate chain, refusals go out
+/// through [`to_rustls`], and the handshake signatures are checked with the provider's
+/// algorithms.
 #[derive(Debug)]
-struct NodeCheck {
-    trust: Arc<SharedTrust>,
-    plane: Plane,
+struct Verifier<C> {
+    check: C,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl NodeCheck {
-    fn new(trust: Arc<SharedTrust>, plane: Plane, provider: &CryptoProvider) -> NodeCheck {
-        NodeCheck {
-            trust,
-            plane,
+impl<C> Verifier<C> {
+    fn new(check: C, provider: &CryptoProvider) -> Verifier<C> {
+        Verifier {
+            check,
             algorithms: provider.signature_verification_algorithms,
         }
     }
-
-    fn chain(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-        usage: Usage,
-        node: Option<NodeId>,
-    ) -> Result<(), rustls::Error> {
-        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
-            .chain(intermediates.iter().cloned())
-            .collect();
-        let expect = NodeExpectation {
-            plane: Some(self.plane),
-            node,
-            wireguard_key: None,
-        };
-        self.trust
-            .current()
-            .verify_node(&chain, system_time(now), usage, &expect)
-            .map(|_| ())
-            .map_err(to_rustls)
-    }
-
-    fn tls12(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
 }
 
-/// Verifies connecting nodes.
-#[derive(Debug)]
-struct NodeClientVerifier(NodeCheck);
+/// The handshake-signature methods that `ClientCertVerifier` and `ServerCertVerifier` both
+/// require, for [`Verifier`]: each `verify_tls1*_signature` method calls the `rustls::crypto`
+/// function of the same name with the provider's algorithms.
+macro_rules! handshake_signatures {
+    () => {
+        handshake_signatures!(@each verify_tls12_signature verify_tls13_signature);
 
-impl ClientCertVerifier for NodeClientVerifier {
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+    (@each $($verify:ident)*) => {
+        $(
+            fn $verify(
+                &self,
+                message: &[u8],
+                cert: &CertificateDer<'_>,
+                dss: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, rustls::Error> {
+                rustls::crypto::$verify(message, cert, dss, &self.algorithms)
+            }
+        )*
+    };
+}
+
+impl<C: ClientCheck> ClientCertVerifier for Verifier<C> {
+    fn client_auth_mandatory(&self) -> bool {
+        C::MANDATORY
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
@@ -270,42 +287,16 @@ impl ClientCertVerifier for NodeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0
-            .chain(end_entity, intermediates, now, Usage::Client, None)
+        self.check
+            .accept(&chain(end_entity, intermediates), system_time(now))
             .map(|()| ClientCertVerified::assertion())
+            .map_err(to_rustls)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.algorithms.supported_schemes()
-    }
+    handshake_signatures!();
 }
 
-/// Verifies the node a connection was meant to reach.
-#[derive(Debug)]
-struct NodePeerVerifier {
-    check: NodeCheck,
-    peer: NodeId,
-}
-
-impl ServerCertVerifier for NodePeerVerifier {
+impl<C: ServerCheck> ServerCertVerifier for Verifier<C> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -315,35 +306,71 @@ impl ServerCertVerifier for NodePeerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.check
-            .chain(
-                end_entity,
-                intermediates,
-                now,
-                Usage::Server,
-                Some(self.peer),
-            )
+            .accept(&chain(end_entity, intermediates), system_time(now))
             .map(|()| ServerCertVerified::assertion())
+            .map_err(to_rustls)
     }
 
-    fn verify_tls12_signature(
+    handshake_signatures!();
+}
+
+/// The chain as [`TrustBundle`] takes it: leaf first.
+fn chain<'a>(
+    end_entity: &CertificateDer<'a>,
+    intermediates: &[CertificateDer<'a>],
+) -> Vec<CertificateDer<'a>> {
+    std::iter::once(end_entity.clone())
+        .chain(intermediates.iter().cloned())
+        .collect()
+}
+
+fn system_time(now: UnixTime) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs())
+}
+
+/// What both node checks verify: a node chain against the current trust bundle, on one plane.
+/// On its own, the check of connecting nodes.
+#[derive(Debug)]
+struct NodeCheck {
+    trust: Arc<SharedTrust>,
+    plane: Plane,
+}
+
+impl NodeCheck {
+    fn verify(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.check.tls12(message, cert, dss)
+        chain: &[CertificateDer<'_>],
+        now: SystemTime,
+        usage: Usage,
+        node: Option<NodeId>,
+    ) -> Result<(), VerifyError> {
+        let expect = NodeExpectation {
+            plane: Some(self.plane),
+            node,
+            wireguard_key: None,
+        };
+        self.trust
+            .current()
+            .verify_node(chain, now, usage, &expect)
+            .map(|_| ())
     }
+}
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.check.tls13(message, cert, dss)
+impl ClientCheck for NodeCheck {
+    fn accept(&self, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), VerifyError> {
+        self.verify(chain, now, Usage::Client, None)
     }
+}
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.check.algorithms.supported_schemes()
+/// The check of the node a connection was meant to reach.
+#[derive(Debug)]
+struct NodePeer {
+    node: NodeCheck,
+    peer: NodeId,
+}
+
+impl ServerCheck for NodePeer {
+    fn accept(&self, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), VerifyError> {
+        self.node.verify(chain, now, Usage::Server, Some(self.peer))
     }
 }

@@ -101,6 +101,15 @@ impl Lab {
         (keys, issued)
     }
 
+    /// A client with `trust` that presents a fresh certificate of dc:1401 ([`Lab::node`]);
+    /// with that node's keys and certificate.
+    fn node_client(&self, trust: ControllerTrust) -> (NodeKeys, Issued, Arc<ClientConfig>) {
+        let (keys, node) = self.node();
+        let credentials = credentials(&keys.key, &node.certificate, &self.pki.shanxi);
+        let client = self.client(trust, Some(credentials));
+        (keys, node, client)
+    }
+
     /// Who the server says called, from the chain it received.
     fn caller_of(&self, outcome: &Outcome) -> Result<Caller, VerifyError> {
         let session = outcome.as_ref().unwrap();
@@ -156,11 +165,7 @@ fn nodes_and_operators_are_told_apart() {
     let lab = Lab::new();
     let server = lab.server();
 
-    let (keys, node) = lab.node();
-    let client = lab.client(
-        lab.full(),
-        Some(credentials(&keys.key, &node.certificate, &lab.pki.shanxi)),
-    );
+    let (keys, node, client) = lab.node_client(lab.full());
     let (client_side, server_side) = handshake(&server, &client, dialled());
     assert_eq!(client_side.unwrap().received, REPLY);
     let Ok(Caller::Node(identity)) = lab.caller_of(&server_side) else {
@@ -208,11 +213,7 @@ fn nodes_and_operators_are_told_apart() {
 fn a_revoked_node_is_refused_at_the_handshake() {
     let lab = Lab::new();
     let server = lab.server();
-    let (keys, node) = lab.node();
-    let client = lab.client(
-        lab.full(),
-        Some(credentials(&keys.key, &node.certificate, &lab.pki.shanxi)),
-    );
+    let (_, node, client) = lab.node_client(lab.full());
     let (first, _) = handshake(&server, &client, dialled());
     assert_eq!(first.unwrap().received, REPLY);
 
@@ -266,12 +267,8 @@ fn a_node_is_not_taken_for_the_controller_in_either_mode() {
     ];
     for server in &impostors {
         for trust in [lab.bootstrap(), lab.full()] {
-            let (keys, node) = lab.node();
-            for client in [
-                None,
-                Some(credentials(&keys.key, &node.certificate, &lab.pki.shanxi)),
-            ] {
-                let client = lab.client(trust.clone(), client);
+            let (_, _, as_node) = lab.node_client(trust.clone());
+            for client in [lab.client(trust, None), as_node] {
                 let refusal = refused_by_client(
                     handshake(server, &client, dialled()),
                     AlertDescription::CertificateUnknown,

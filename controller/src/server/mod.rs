@@ -233,8 +233,10 @@ impl Controller {
     /// versions for bundles whose content changed. Returns how many nodes got one.
     pub fn reconcile(&self, now: SystemTime) -> Result<usize, ServeError> {
         let mut last = lock(&self.reconciling);
-        let newer = self.store.read(|tx| tx.changes(last.changes, usize::MAX))?;
-        let changes = newer.last().map_or(last.changes, |entry| entry.seq);
+        let changes = self
+            .store
+            .read(|tx| tx.change_head())?
+            .map_or(0, |(seq, _)| seq);
         let trust = bundles::trust_section(&self.ca)?;
         let trust_hash = hex::encode(Sha256::digest(
             [trust.root.as_str()]
@@ -266,26 +268,38 @@ impl Controller {
             .unwrap_or_else(ProbeSettings::default);
         let enrolled = self.store.read(|tx| tx.nodes())?;
         let roster = Roster::new(&model, sources, trust, probes, &enrolled);
+        // Every bundle and its content hash first; then one store transaction (one fsync)
+        // that keeps the version of each unchanged bundle and numbers the changed ones.
+        let computed: Vec<(NodeId, agent::control::Bundle, String)> = roster
+            .nodes()
+            .into_iter()
+            .filter_map(|node| roster.bundle(node))
+            .map(|bundle| {
+                let hash = bundles::content_hash(&bundle);
+                (bundle.node, bundle, hash)
+            })
+            .collect();
+        let versions: Vec<u64> = self.store.write(|tx| {
+            computed
+                .iter()
+                .map(|(node, _, hash)| match tx.last_bundle(node)? {
+                    Some((version, last)) if last == *hash => Ok(version),
+                    _ => {
+                        let version = tx.next_config_version()?;
+                        tx.record_bundle(node, version, hash, now)?;
+                        Ok(version)
+                    }
+                })
+                .collect()
+        })?;
         let mut updated = 0;
         let mut fresh = HashMap::new();
-        for node in roster.nodes() {
-            let Some(mut bundle) = roster.bundle(node) else {
-                continue;
-            };
-            let hash = bundles::content_hash(&bundle);
-            let version = self.store.write(|tx| match tx.last_bundle(&node)? {
-                Some((version, last)) if last == hash => Ok(version),
-                _ => {
-                    let version = tx.next_config_version()?;
-                    tx.record_bundle(&node, version, &hash, now)?;
-                    Ok(version)
-                }
-            })?;
-            let known = read(&self.bundles).get(&node).map(|c| c.version);
-            if known == Some(version) {
-                if let Some(current) = read(&self.bundles).get(&node) {
-                    fresh.insert(node, current.clone());
-                }
+        let known = read(&self.bundles);
+        for ((node, mut bundle, _), version) in computed.into_iter().zip(versions) {
+            if let Some(current) = known.get(&node)
+                && current.version == version
+            {
+                fresh.insert(node, current.clone());
                 continue;
             }
             bundle.version = version;
@@ -298,6 +312,7 @@ impl Controller {
             fresh.insert(node, Current { version, signed });
             updated += 1;
         }
+        drop(known);
         *write(&self.bundles) = fresh;
         *last = fingerprint;
         if updated > 0 {

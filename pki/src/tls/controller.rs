@@ -25,17 +25,12 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rustls::client::Resumption;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::server::NoServerSessionStorage;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
-};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::CertificateDer;
 
-use super::{Credentials, SharedTrust, provider, system_time, to_rustls};
+use super::{
+    ClientCheck, Credentials, ServerCheck, SharedTrust, client_config, server_config, to_rustls,
+};
 use crate::inspect::Summary;
 use crate::verify::{
     NodeExpectation, NodeIdentity, OperatorIdentity, TrustBundle, Usage, VerifyError,
@@ -90,18 +85,7 @@ pub fn controller_server_config(
     trust: Arc<SharedTrust>,
     credentials: Credentials,
 ) -> Result<ServerConfig, rustls::Error> {
-    let provider = provider();
-    let verifier = CallerVerifier {
-        trust,
-        algorithms: provider.signature_verification_algorithms,
-    };
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(credentials.chain, credentials.key)?;
-    config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Ok(config)
+    server_config(Callers(trust), credentials)
 }
 
 /// What a client of the controller trusts it with.
@@ -121,93 +105,28 @@ pub fn controller_client_config(
     trust: ControllerTrust,
     client: Option<Credentials>,
 ) -> Result<ClientConfig, rustls::Error> {
-    let provider = provider();
     let anchor = match trust {
         ControllerTrust::Bootstrap(root) => {
             Anchor::Bootstrap(Arc::new(TrustBundle::root_only(&root).map_err(to_rustls)?))
         }
         ControllerTrust::Full(shared) => Anchor::Full(shared),
     };
-    let verifier = ControllerVerifier {
-        anchor,
-        algorithms: provider.signature_verification_algorithms,
-    };
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous() // a stricter verifier than webpki's server-name check, not a looser one
-        .with_custom_certificate_verifier(Arc::new(verifier));
-    let mut config = match client {
-        Some(credentials) => builder.with_client_auth_cert(credentials.chain, credentials.key)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.resumption = Resumption::disabled();
-    Ok(config)
+    client_config(anchor, client)
 }
 
-fn chain<'a>(
-    end_entity: &CertificateDer<'a>,
-    intermediates: &[CertificateDer<'a>],
-) -> Vec<CertificateDer<'a>> {
-    std::iter::once(end_entity.clone())
-        .chain(intermediates.iter().cloned())
-        .collect()
-}
-
-/// Verifies the controller's callers: nodes and operators, or no certificate at all.
+/// Checks the controller's callers: nodes and operators, or no certificate at all.
 #[derive(Debug)]
-struct CallerVerifier {
-    trust: Arc<SharedTrust>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
+struct Callers(Arc<SharedTrust>);
 
-impl ClientCertVerifier for CallerVerifier {
-    fn client_auth_mandatory(&self) -> bool {
-        false // an enrolling agent has no certificate yet
-    }
+impl ClientCheck for Callers {
+    const MANDATORY: bool = false; // an enrolling agent has no certificate yet
 
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        caller(
-            &self.trust.current(),
-            &chain(end_entity, intermediates),
-            system_time(now),
-        )
-        .map(|_| ClientCertVerified::assertion())
-        .map_err(to_rustls)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+    fn accept(&self, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), VerifyError> {
+        caller(&self.0.current(), chain, now).map(|_| ())
     }
 }
 
-/// The bundle a client checks the controller against.
+/// The bundle a client checks the controller against: that the server is the controller.
 #[derive(Debug)]
 enum Anchor {
     /// The root alone, fixed.
@@ -216,51 +135,12 @@ enum Anchor {
     Full(Arc<SharedTrust>),
 }
 
-/// Verifies that the server is the controller.
-#[derive(Debug)]
-struct ControllerVerifier {
-    anchor: Anchor,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ControllerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let bundle = match &self.anchor {
+impl ServerCheck for Anchor {
+    fn accept(&self, chain: &[CertificateDer<'_>], now: SystemTime) -> Result<(), VerifyError> {
+        let bundle = match self {
             Anchor::Bootstrap(root) => root.clone(),
             Anchor::Full(shared) => shared.current(),
         };
-        bundle
-            .verify_controller(&chain(end_entity, intermediates), system_time(now))
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(to_rustls)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        bundle.verify_controller(chain, now).map(|_| ())
     }
 }

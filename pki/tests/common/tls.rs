@@ -110,9 +110,7 @@ pub fn refused_by_server(
     (client, server): (Outcome, Outcome),
     alert: AlertDescription,
 ) -> VerifyError {
-    assert_eq!(client.unwrap_err(), rustls::Error::AlertReceived(alert));
-    let err = server.unwrap_err();
-    verify_error(&err).unwrap_or_else(|| panic!("no verification error in {err:?}"))
+    refused(server, client, alert)
 }
 
 /// The client refused the server's certificate: the server got `alert`; the refusal.
@@ -120,7 +118,12 @@ pub fn refused_by_client(
     (client, server): (Outcome, Outcome),
     alert: AlertDescription,
 ) -> VerifyError {
-    assert_eq!(server.unwrap_err(), rustls::Error::AlertReceived(alert));
-    let err = client.unwrap_err();
+    refused(client, server, alert)
+}
+
+/// `refusing` failed with a verification error and `alerted` received `alert`: the error.
+fn refused(refusing: Outcome, alerted: Outcome, alert: AlertDescription) -> VerifyError {
+    assert_eq!(alerted.unwrap_err(), rustls::Error::AlertReceived(alert));
+    let err = refusing.unwrap_err();
     verify_error(&err).unwrap_or_else(|| panic!("no verification error in {err:?}"))
 }
