@@ -22,7 +22,8 @@ use topology::NodeId;
 
 use super::model::{Files, Model};
 
-/// How long the controller's own certificate lasts (it is renewed by `init --renew`).
+/// How long the controller's own certificate lasts (renewing it is not built yet: a year
+/// from `init`).
 const CONTROLLER_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 
 /// `node …`.
@@ -205,7 +206,7 @@ pub(crate) fn node(
             writeln!(out, "{}", token.token)?;
             writeln!(
                 out,
-                "one-time token for {node}, valid for {ttl}; on the node:\n  jinbao-agent enroll --controller ADDR --node {node} --root root.pem --token {}",
+                "one-time token for {node}, valid for {ttl}; on the node:\n  jinbao-agent enroll --controller ADDR --node {node} --root root.pem --listen business=ADDR --token {}",
                 token.token
             )?;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent::control::ModelSources;
 use agent::model::Model;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection, StringRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -118,8 +118,8 @@ async fn certificates(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeOrder {
-    /// RFC 5280 reason: keyCompromise, superseded, cessationOfOperation… (default
-    /// unspecified).
+    /// The reason as `cert revoke --reason` writes it: key-compromise, superseded,
+    /// affiliation-changed, cessation-of-operation (default unspecified).
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -130,6 +130,9 @@ async fn revoke(
     Path(serial): Path<String>,
     json: Result<Json<RevokeOrder>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    // Who is calling comes first: nobody learns whether a serial exists without the role
+    // to revoke it.
+    connection.operator(Need::Acknowledge)?;
     let order = body(json)?;
     let record = controller
         .store
@@ -216,9 +219,10 @@ async fn policy(
 async fn set_policy(
     State(controller): State<Arc<Controller>>,
     connection: Connection,
-    text: String,
+    text: Result<String, StringRejection>,
 ) -> Result<StatusCode, ApiError> {
     let op = connection.operator(Need::NationalChange)?;
+    let text = text.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     // The policy must load as the agents will load it: invariants and its own tests.
     let sources = ModelSources {
         policy: Some(text.clone()),
@@ -249,9 +253,10 @@ struct Page {
 async fn changes(
     State(controller): State<Arc<Controller>>,
     connection: Connection,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Vec<ChangeEntry>>, ApiError> {
     connection.operator(Need::Read)?;
+    let Query(page) = page.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (after, limit) = (
         page.after.unwrap_or(0),
         page.limit.unwrap_or(1000).min(10_000),

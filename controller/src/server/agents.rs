@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agent::control::{EnrollRequest, EnrollResponse, HealthReport, LONG_POLL, SignedBundle};
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -87,6 +87,7 @@ fn enroll_now(
             .map_err(|e| refused(format!("no CA for {node}: {e}")))?;
         let who = format!("agent:{node}");
         let mut certificates = Vec::new();
+        let mut kept = Vec::new();
         for plane in &request.planes {
             let Request::Node(csr) = read_request_pem(plane.csr.as_bytes())
                 .map_err(|e| refused(format!("{} plane: {e}", plane.plane)))?
@@ -117,12 +118,6 @@ fn enroll_now(
                     pki::profile::NODE_LIFETIME,
                 )
                 .map_err(|e| refused(format!("{} plane: {e}", plane.plane)))?;
-            controller
-                .ca
-                .keep_issued(authority.scope(), &issued)
-                .map_err(|e| StoreError::Corrupt {
-                    what: format!("keeping the certificate: {e}"),
-                })?;
             let chain = format!("{}{}", issued.pem(), authority.certificate_pem());
             tx.record_certificate(
                 &CertificateRecord {
@@ -151,14 +146,23 @@ fn enroll_now(
                 &who,
             )?;
             certificates.push((plane.plane, chain));
+            kept.push(issued);
         }
-        Ok((node, certificates))
+        Ok((node, certificates, authority.scope(), kept))
     });
-    result.map_err(|err| match err {
+    let (node, certificates, scope, kept) = result.map_err(|err| match err {
         StoreError::Token(refusal) => ApiError::forbidden(format!("enrollment token: {refusal}")),
         StoreError::Invalid { what } => ApiError::bad_request(what),
         other => ApiError::internal(other),
-    })
+    })?;
+    // Only an enrollment that committed leaves certificates in the CA directory (which
+    // `cert list` and `cert revoke` read); one that was refused issued nothing.
+    for issued in &kept {
+        if let Err(err) = controller.ca.keep_issued(scope, issued) {
+            tracing::error!(%node, serial = %issued.serial, %err, "certificate not kept in the CA directory");
+        }
+    }
+    Ok((node, certificates))
 }
 
 /// A refusal inside a store transaction (it rolls back).
@@ -174,9 +178,10 @@ struct After {
 async fn bundle(
     State(controller): State<Arc<Controller>>,
     connection: Connection,
-    Query(after): Query<After>,
+    after: Result<Query<After>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let node = connection.node()?.node;
+    let Query(after) = after.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let after = after.after.unwrap_or(0);
     let mut generations = controller.generations();
     let deadline = tokio::time::Instant::now() + LONG_POLL;

@@ -463,7 +463,7 @@ async fn remember_operator(controller: &Arc<Controller>, op: &pki::verify::Opera
     if !lock(&controller.operators_seen).insert(key) {
         return;
     }
-    let record = crate::store::OperatorRecord {
+    let mut record = crate::store::OperatorRecord {
         login: op.login.clone(),
         name: op.name.clone(),
         role: op.role,
@@ -473,7 +473,23 @@ async fn remember_operator(controller: &Arc<Controller>, op: &pki::verify::Opera
     let worker = Arc::clone(controller);
     let who = format!("operator:{}", op.login);
     let done = tokio::task::spawn_blocking(move || {
-        worker.store.write(|tx| tx.upsert_operator(&record, &who))
+        worker.store.write(|tx| {
+            let known = tx
+                .operators()?
+                .into_iter()
+                .find(|o| o.login == record.login);
+            if let Some(known) = known {
+                // `cert issue` recorded them (with their serial): keep that; write only
+                // when the certificate says something new.
+                if (&known.name, known.role, &known.province)
+                    == (&record.name, record.role, &record.province)
+                {
+                    return Ok(());
+                }
+                record.serial = known.serial;
+            }
+            tx.upsert_operator(&record, &who)
+        })
     })
     .await;
     if !matches!(done, Ok(Ok(()))) {
@@ -512,6 +528,18 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(agents::routes())
         .merge(admin::routes())
         .merge(monitor::routes())
+        .fallback(
+            |uri: axum::http::Uri| async move { ApiError::not_found(format!("no route {uri}")) },
+        )
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::new(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} is not allowed on {}", uri.path()),
+                )
+            },
+        )
+        .layer(axum::middleware::from_fn(json_refusals))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&controller),
             count_request,
@@ -520,6 +548,34 @@ pub fn router(controller: Arc<Controller>) -> Router {
             agent::control::MAX_BODY,
         ))
         .with_state(controller)
+}
+
+/// Every refusal is `{"error": "…"}`: a plain-text one from an extractor or a layer (a body
+/// over the limit, a query that does not parse) is wrapped.
+async fn json_refusals(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let text = match http_body_util::BodyExt::collect(response.into_body()).await {
+        Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_owned()
+    } else {
+        text
+    };
+    ApiError::new(status, message).into_response()
 }
 
 /// Counts every request by route pattern and status.

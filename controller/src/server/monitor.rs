@@ -178,7 +178,12 @@ async fn acknowledge(
     let op = connection.operator(Need::Acknowledge)?;
     let change = lock(&controller.alerts)
         .acknowledge(AlertId(id), &op.login, wall_clock())
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+        .map_err(|e| match e {
+            crate::alerts::AlertError::NotOpen(_) => ApiError::not_found(e.to_string()),
+            crate::alerts::AlertError::AlreadyAcknowledged { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+        })?;
     persist(&controller.store, std::slice::from_ref(&change))?;
     Ok(Json(change))
 }
