@@ -37,6 +37,8 @@ pub(crate) struct Peer {
     pub(crate) endpoint: Option<(SocketAddr, SocketAddr)>,
     pub(crate) traffic: Traffic,
     pub(crate) reported: PeerHealth,
+    /// Its allowed prefixes as (family, network bits, mask): checked on every packet.
+    sources: Vec<(bool, u128, u128)>,
 }
 
 impl Peer {
@@ -82,6 +84,7 @@ impl Peer {
             endpoint: config.endpoint.map(|remote| (listen, remote)),
             traffic: Traffic::default(),
             reported: PeerHealth::Unknown,
+            sources: config.allowed.iter().map(|net| prefix_bits(*net)).collect(),
         })
     }
 
@@ -99,7 +102,10 @@ impl Peer {
 
     /// Whether `addr` may be the source of a packet from this peer (cryptokey routing).
     pub(crate) fn allows_source(&self, addr: IpAddr) -> bool {
-        self.config.allowed.iter().any(|net| net.contains(&addr))
+        let (v6, bits) = address_bits(addr);
+        self.sources
+            .iter()
+            .any(|&(family, network, mask)| family == v6 && bits & mask == network)
     }
 
     pub(crate) fn status(&self) -> PeerStatus {
@@ -153,4 +159,62 @@ pub(crate) fn check_certificate(
         .verify_node(&chain, wall, Usage::Server, &expect)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// An address as (is IPv6, its bits in the low end of a u128).
+fn address_bits(addr: IpAddr) -> (bool, u128) {
+    match addr {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+/// A prefix as (is IPv6, network bits, mask), so membership is one AND and one compare.
+fn prefix_bits(net: ipnet::IpNet) -> (bool, u128, u128) {
+    let (v6, bits) = address_bits(net.addr());
+    let width = if v6 { 128 } else { 32 };
+    let host = width - u32::from(net.prefix_len());
+    let all = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+    let mask = if host >= 128 {
+        0
+    } else {
+        all & !((1u128 << host) - 1)
+    };
+    (v6, bits & mask, mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_membership_matches_ipnet() {
+        let nets = [
+            "10.32.0.0/12",
+            "0.0.0.0/0",
+            "10.1.2.3/32",
+            "fd00::/8",
+            "::/0",
+            "fd00::1/128",
+        ];
+        let addrs = [
+            "10.32.7.9",
+            "10.48.0.1",
+            "10.1.2.3",
+            "10.1.2.4",
+            "fd12::1",
+            "fe80::1",
+            "fd00::1",
+        ];
+        for net in nets {
+            let net: ipnet::IpNet = net.parse().unwrap();
+            let (family, network, mask) = prefix_bits(net);
+            for addr in addrs {
+                let addr: IpAddr = addr.parse().unwrap();
+                let (v6, bits) = address_bits(addr);
+                let ours = family == v6 && bits & mask == network;
+                assert_eq!(ours, net.contains(&addr), "{net} ∋ {addr}");
+            }
+        }
+    }
 }

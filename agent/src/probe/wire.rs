@@ -250,10 +250,28 @@ fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8; PROBE_LEN]) -> Vec<u
 /// Returns the source and destination addresses and the message; `None` for anything else,
 /// which the caller then treats as ordinary traffic.
 pub fn parse_probe_packet(packet: &[u8]) -> Option<(IpAddr, IpAddr, ProbeMessage)> {
+    if !might_be_probe(packet) {
+        return None;
+    }
     match packet.first()? >> 4 {
         4 => parse_ipv4(packet),
         6 => parse_ipv6(packet),
         _ => None,
+    }
+}
+
+/// A cheap look at the bytes every tunnel packet is checked with: UDP to the probe port
+/// (IPv4 with any header length, IPv6 without extension headers, as probes are sent).
+/// Anything that passes is then parsed strictly.
+fn might_be_probe(packet: &[u8]) -> bool {
+    let port = PROBE_PORT.to_be_bytes();
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let header = usize::from(packet[0] & 0x0f) * 4;
+            packet.get(9) == Some(&17) && packet.get(header + 2..header + 4) == Some(&port[..])
+        }
+        Some(6) => packet.get(6) == Some(&17) && packet.get(42..44) == Some(&port[..]),
+        _ => false,
     }
 }
 
