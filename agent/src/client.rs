@@ -1,9 +1,10 @@
 //! The agent's side of the controller's HTTPS API: enroll, follow the config, report health.
 //!
-//! One request per connection, HTTP/1.1 over TLS 1.3: an agent makes a handful of calls a
-//! minute (a long-poll that the controller holds for [`LONG_POLL`], a health report every few
-//! seconds), so connection reuse would buy nothing and a fresh connection re-verifies the
-//! controller's certificate against the current CRLs every time. Who the agent trusts and
+//! HTTP/1.1 over TLS 1.3. Enrollment and the long-poll (held by the controller for
+//! [`LONG_POLL`]) take a connection each, which re-verifies the controller's certificate
+//! against the current CRLs every time; health reports, every second or so, ride one kept
+//! connection ([`Session`]), so a national lab of hundreds of agents does not pay a TLS
+//! handshake per report. Who the agent trusts and
 //! which certificate it presents is the caller's [`rustls::ClientConfig`]
 //! (`pki::tls::controller_client_config`).
 
@@ -149,6 +150,14 @@ impl ControllerClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        let (mut sender, connection) = self.connect().await?;
+        let answer = self.send(&mut sender, method, path, body).await;
+        connection.abort();
+        answer
+    }
+
+    /// A new TLS connection with HTTP/1.1 on it.
+    async fn connect(&self) -> Result<(Sender, tokio::task::JoinHandle<()>), ClientError> {
         let addr = self.addr;
         let tcp = TcpStream::connect(addr)
             .await
@@ -160,20 +169,36 @@ impl ControllerClient {
             .connect(name, tcp)
             .await
             .map_err(|source| ClientError::Tls { addr, source })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let connection = tokio::spawn(connection);
-        let has_body = body.is_some();
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((sender, connection))
+    }
+
+    /// One request on an open connection.
+    async fn send(
+        &self,
+        sender: &mut Sender,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(hyper::header::HOST, addr.to_string());
-        if has_body {
+            .header(hyper::header::HOST, self.addr.to_string());
+        if body.is_some() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        sender
+            .ready()
+            .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let response = sender
             .send_request(request)
@@ -185,8 +210,65 @@ impl ControllerClient {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?
             .to_bytes();
-        connection.abort();
         Ok((status, body))
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A connection kept open for repeated calls — health reports every second or so — so they
+/// cost one TLS handshake, not one each. Reopened when it fails (the controller restarted);
+/// the controller re-checks the certificate on a kept connection whenever its CRLs change.
+pub struct Session {
+    client: ControllerClient,
+    open: Option<(Sender, tokio::task::JoinHandle<()>)>,
+}
+
+impl Session {
+    /// A session with the controller (nothing is opened yet).
+    pub fn new(client: ControllerClient) -> Session {
+        Session { client, open: None }
+    }
+
+    /// Reports this agent's status on the kept connection.
+    pub async fn report(&mut self, status: &HealthReport) -> Result<(), ClientError> {
+        let body = json(status)?;
+        // A kept connection the controller closed fails at once: then one fresh try.
+        for fresh in [false, true] {
+            if fresh || self.open.is_none() {
+                self.close();
+                self.open = Some(self.client.connect().await?);
+            }
+            let Some((sender, _)) = self.open.as_mut() else {
+                continue;
+            };
+            let sent = tokio::time::timeout(
+                CALL_TIMEOUT,
+                self.client
+                    .send(sender, Method::POST, "/v1/agent/health", Some(body.clone())),
+            )
+            .await;
+            match sent {
+                Ok(Ok((code, _))) if code.is_success() => return Ok(()),
+                Ok(Ok((code, answer))) => return Err(refused(code, &answer)),
+                Ok(Err(err)) if fresh => return Err(err),
+                Err(_) if fresh => return Err(ClientError::Timeout(CALL_TIMEOUT)),
+                Ok(Err(_)) | Err(_) => {}
+            }
+        }
+        Err(ClientError::Http("no connection".into()))
+    }
+
+    fn close(&mut self) {
+        if let Some((_, connection)) = self.open.take() {
+            connection.abort();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

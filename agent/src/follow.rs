@@ -25,7 +25,7 @@ use rustls_pki_types::pem::PemObject;
 use tokio::sync::watch;
 use topology::{NodeId, Plane};
 
-use crate::client::{ClientError, ControllerClient};
+use crate::client::{ClientError, ControllerClient, Session};
 use crate::control::{
     Bundle, EnrollRequest, PlaneEnrollment, SignedBundle, SignedBundleError, Status, Verifier,
 };
@@ -70,6 +70,7 @@ pub enum FollowError {
 #[derive(Debug, Clone)]
 pub struct AgentDir {
     dir: PathBuf,
+    report_every: Duration,
 }
 
 /// A plane to enroll on: where its instance listens.
@@ -88,7 +89,14 @@ impl AgentDir {
     pub fn at(dir: &Path) -> AgentDir {
         AgentDir {
             dir: dir.to_owned(),
+            report_every: REPORT_EVERY,
         }
+    }
+
+    /// Reports health every `every` instead of [`REPORT_EVERY`].
+    pub fn reporting_every(mut self, every: Duration) -> AgentDir {
+        self.report_every = every;
+        self
     }
 
     /// The keys.
@@ -225,6 +233,11 @@ impl AgentDir {
         Ok(ControllerClient::new(controller, tls))
     }
 
+    /// A kept-open mutual-TLS session with the controller, as health reports use.
+    pub fn session(&self, controller: SocketAddr, bundle: &Bundle) -> Result<Session, FollowError> {
+        Ok(Session::new(self.client(controller, bundle)?))
+    }
+
     /// Follows the controller until `stop` changes: applies every newer bundle to `running`
     /// (keeping it on disk first), and reports health every [`REPORT_EVERY`]. Never gives
     /// up on an unreachable controller; the agent forwards on what it has meanwhile.
@@ -300,26 +313,29 @@ impl AgentDir {
         }
     }
 
-    /// Reports the status every [`REPORT_EVERY`], with the trust of the first bundle (a
-    /// reporter is rebuilt with the bundle only when its client fails to connect).
+    /// Reports the status on a kept connection, every [`REPORT_EVERY`] or as set, with the
+    /// trust of the first bundle.
     async fn report(
         &self,
         controller: SocketAddr,
         bundle: Bundle,
         status: watch::Receiver<Status>,
     ) {
-        let mut tick = tokio::time::interval(REPORT_EVERY);
-        let mut client: Option<ControllerClient> = None;
+        let mut tick = tokio::time::interval(self.report_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut session: Option<Session> = None;
         loop {
             tick.tick().await;
-            if client.is_none() {
-                client = self.client(controller, &bundle).ok();
+            if session.is_none() {
+                session = self.client(controller, &bundle).ok().map(Session::new);
             }
-            let Some(current) = &client else { continue };
+            let Some(current) = &mut session else {
+                continue;
+            };
             let report = status.borrow().clone();
             if let Err(err) = current.report(&report).await {
                 tracing::debug!(%err, "health report not delivered");
-                client = None;
+                session = None;
             }
         }
     }

@@ -124,13 +124,40 @@ pub struct Running {
     task: JoinHandle<()>,
 }
 
-/// A newer bundle for the running core, and where to say how it went.
+/// A newer bundle for a running core, and where to say how it went. A driver that is not
+/// this runtime (netlab's, which runs many cores over an emulated underlay) receives these
+/// from [`control_channel`] and applies them with [`Reconfigure::apply`].
 #[derive(Debug)]
-struct Reconfigure {
+pub struct Reconfigure {
     bundle: Box<Bundle>,
     keys: Vec<(Plane, [u8; 32])>,
     model: Arc<Model>,
     done: oneshot::Sender<Result<Reconfigured, NodeError>>,
+}
+
+impl Reconfigure {
+    /// Applies the bundle to `node` at (`now`, `wall`) and answers the follower.
+    pub fn apply(self, node: &mut Node, now: Instant, wall: std::time::SystemTime) {
+        let result = node.reconfigure(&self.bundle, &self.keys, self.model, now, wall);
+        let _ = self.done.send(result);
+    }
+}
+
+/// A [`Control`] for a core that some other driver runs: the driver keeps the receiver
+/// (applying what arrives) and the status sender (publishing the core's status).
+pub fn control_channel(
+    status: Status,
+) -> (Control, mpsc::Receiver<Reconfigure>, watch::Sender<Status>) {
+    let (reconfigure, requests) = mpsc::channel(1);
+    let (publish, status) = watch::channel(status);
+    (
+        Control {
+            reconfigure,
+            status,
+        },
+        requests,
+        publish,
+    )
 }
 
 impl Running {
@@ -487,14 +514,7 @@ impl Core {
 
     #[allow(clippy::disallowed_methods)] // the driver reads the clocks for the core
     fn reconfigure(&mut self, request: Reconfigure) {
-        let result = self.node.reconfigure(
-            &request.bundle,
-            &request.keys,
-            request.model,
-            Instant::now(),
-            std::time::SystemTime::now(),
-        );
-        let _ = request.done.send(result);
+        request.apply(&mut self.node, Instant::now(), std::time::SystemTime::now());
         self.status.send_replace(self.node.status(Instant::now()));
     }
 

@@ -415,6 +415,12 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
     .await;
 
     // 4. Revocation: Hebei tears Shijiazhuang down.
+    // A kept connection (as health reports use) works before the revocation...
+    let revoked_dir = AgentDir::at(&work.join("dc-1301"));
+    let revoked_bundle = revoked_dir.last_good().unwrap();
+    let mut session = revoked_dir.session(listen, &revoked_bundle).unwrap();
+    let report = agents[4].running.status.borrow().clone();
+    session.report(&report).await.unwrap();
     let serial = serial_of(&dir, "dc:1301");
     run(
         &dir,
@@ -447,6 +453,16 @@ async fn five_agents_enroll_follow_survive_a_controller_kill_and_a_revocation() 
         || refused(hebei, "dc:1301"),
     )
     .await;
+    // ...and is refused on its next request once the CRL is out, without a new handshake.
+    match session.report(&report).await {
+        Err(agent::client::ClientError::Refused {
+            status: 401,
+            message,
+        }) => {
+            assert!(message.contains("node certificate"), "{message}")
+        }
+        other => panic!("a revoked node still reports: {other:?}"),
+    }
     let [ministry, _, _, _, shijiazhuang] = &mut agents[..] else {
         unreachable!()
     };

@@ -429,23 +429,38 @@ async fn connection(
         }
         Err(_) => return,
     };
-    let caller = tls
+    let certificates: Option<Vec<rustls_pki_types::CertificateDer<'static>>> = tls
         .get_ref()
         .1
         .peer_certificates()
-        .map(|certificates| {
-            pki::tls::caller(&controller.trust.current(), certificates, wall_clock())
-        })
-        .and_then(Result::ok);
-    if let Some(Caller::Operator(op)) = &caller {
+        .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
+    let trust = controller.trust.current();
+    let caller = certificates
+        .as_deref()
+        .and_then(|chain| pki::tls::caller(&trust, chain, wall_clock()).ok())
+        .map(Arc::new);
+    if let Some(Caller::Operator(op)) = caller.as_deref() {
         remember_operator(&controller, op).await;
     }
-    let caller = access::Connection {
-        caller: caller.map(Arc::new),
-        peer,
-    };
+    // A kept connection is checked again whenever the CRLs change: a certificate revoked
+    // after the handshake loses its identity on the next request.
+    let checked = Arc::new(Mutex::new((trust, caller)));
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(caller.clone());
+        let caller = {
+            let mut checked = lock(&checked);
+            let current = controller.trust.current();
+            if !Arc::ptr_eq(&checked.0, &current) {
+                checked.1 = certificates
+                    .as_deref()
+                    .and_then(|chain| pki::tls::caller(&current, chain, wall_clock()).ok())
+                    .map(Arc::new);
+                checked.0 = current;
+            }
+            checked.1.clone()
+        };
+        request
+            .extensions_mut()
+            .insert(access::Connection { caller, peer });
         app.clone().oneshot(request)
     });
     if let Err(err) = hyper::server::conn::http1::Builder::new()
