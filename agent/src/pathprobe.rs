@@ -37,10 +37,13 @@
 //! 2. Later probes are transport messages with an explicit nonce (0, 1, 2, … per session).
 //!    The responder answers each nonce once (a sliding window of 64, so reordering is fine)
 //!    with a reply sealed under the same nonce in its own direction.
-//! 3. After any unanswered probe, and at least every [`REKEY_AFTER`], the next probe is a new
-//!    handshake. A responder that restarted (and lost its sessions) therefore costs one missed
-//!    probe, the same as one lost datagram. Responders forget sessions after
-//!    [`REJECT_AFTER`] and keep at most [`MAX_SESSIONS_PER_PEER`] per peer.
+//! 3. After two unanswered probes in a row, and at least every [`REKEY_AFTER`], the next
+//!    probe is a new handshake. A responder that restarted (and lost its sessions) therefore
+//!    costs two missed probes — fewer than the default three that declare a path down —
+//!    while a reply that is only late (a busy peer) costs nothing: found in the national
+//!    lab, where re-handshaking after every late reply kept ~800 paths in a handshake storm
+//!    that never ended. Responders forget sessions after [`REJECT_AFTER`] and keep at most
+//!    [`MAX_SESSIONS_PER_PEER`] per peer.
 //!
 //! # Replays
 //!

@@ -96,6 +96,18 @@ impl<'a> Roster<'a> {
         nodes
     }
 
+    /// The enrolled nodes whose bundles name `node`: its parent and its children, on any
+    /// plane.
+    pub fn neighbours(&self, node: NodeId) -> Vec<NodeId> {
+        let mut neighbours: Vec<NodeId> = parent(self.model, node).into_iter().collect();
+        for plane in Plane::ALL {
+            if let Some(children) = self.children.get(&(*plane, node)) {
+                neighbours.extend(children.iter().copied());
+            }
+        }
+        neighbours
+    }
+
     /// The bundle of `node` (version 0), or `None` if it is enrolled on no plane.
     pub fn bundle(&self, node: NodeId) -> Option<Bundle> {
         let mut planes: Vec<PlaneConfig> = Plane::ALL

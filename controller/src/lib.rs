@@ -18,5 +18,6 @@ pub mod census;
 pub mod health;
 pub mod metrics;
 pub mod server;
+pub mod setup;
 pub mod snmp;
 pub mod store;

@@ -1,6 +1,15 @@
-//! The Jinbao WAN lab — not built yet.
+//! The Jinbao WAN lab: the whole system at national scale on one machine.
 //!
-//! This crate will run a controller and many agents in one process over an emulated
-//! underlay (delay, jitter, loss, rate, up/down per link) or in network namespaces with real
-//! TUN devices, drive scenario files with fault timelines, and provide `netlab demo`, the
-//! first command a new user runs. See issue 6.
+//! - [`underlay`]: the emulated underlay — links with delay, jitter, loss, a rate limit and
+//!   up/down state, sans-IO; [`relay`] puts real UDP sockets on 127.0.0.1 in front of it.
+//! - [`scenario`]: scenario files — which nodes, which link profiles, a timeline of faults,
+//!   the checks the lab verifies.
+//! - [`lab`]: one controller and many agents in one process on one tokio runtime, with real
+//!   keys, certificates, enrollment and WireGuard crypto, over the emulated underlay.
+//!
+//! `netlab demo` (the binary) is the first thing a new user runs.
+
+pub mod lab;
+pub mod relay;
+pub mod scenario;
+pub mod underlay;

@@ -169,6 +169,15 @@ impl PlaneNode {
         self.public
     }
 
+    /// Whether the peer `node` has a completed WireGuard handshake (cheaper than a status).
+    pub fn handshaken(&self, node: NodeId) -> bool {
+        self.peers
+            .iter()
+            .flatten()
+            .find(|p| p.config.node == node)
+            .is_some_and(|p| p.tunn.time_since_last_handshake().is_some())
+    }
+
     /// Peers refused, with the reason.
     pub fn refused(&self) -> &[(NodeId, String)] {
         &self.refused
@@ -423,6 +432,14 @@ impl PlaneNode {
                 up: health == PeerHealth::Up,
             });
         }
+        // One side opens each tunnel: the child (the uplink's end) and, between lateral
+        // peers, the lower key. If both sent their first probe at once, each would answer
+        // the other's handshake and wait, as WireGuard's responder must, for the other to
+        // send first: a deadlock until the 5 s rekey. So the other side's probes wait for
+        // the session; missing them until then is the truth (no tunnel yet).
+        if !opens(self.public, peer) && peer.tunn.time_since_last_handshake().is_none() {
+            return;
+        }
         for request in requests {
             self.encapsulate(index, Cleartext::Local(&request), out);
         }
@@ -547,6 +564,16 @@ fn data_receiver(datagram: &[u8]) -> Option<usize> {
     }
     let receiver = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     Some((receiver >> 8) as usize)
+}
+
+/// Whether the side with key `ours` starts the handshake with `peer` when nothing else
+/// does: towards its uplink always, towards a lateral peer when its key is the lower.
+fn opens(ours: WireGuardKey, peer: &Peer) -> bool {
+    match peer.config.role {
+        PeerRole::Uplink => true,
+        PeerRole::Child | PeerRole::Unmanaged => false,
+        PeerRole::Lateral => ours.0 < peer.config.public_key.0,
+    }
 }
 
 /// Where a routed packet goes.

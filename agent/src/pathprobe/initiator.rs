@@ -11,6 +11,10 @@ use super::{
     PAYLOAD_BUF, PathHealth, PathKey, PathProber, REKEY_AFTER, Rejection, open, pair_hint, seal,
 };
 
+/// Misses in a row after which a path's session is dropped and the next probe is a new
+/// handshake (a responder that restarted has lost it).
+const SESSION_MISSES: u32 = 2;
+
 /// One probed path: its health and the session and probe in flight on it.
 pub(super) struct Path {
     pub(super) health: PathHealth,
@@ -71,8 +75,13 @@ impl PathProber {
         if let Expect::Response { id, .. } = unanswered.expect {
             self.initiator_ids.remove(&id);
         }
-        // The responder may have lost the session (restart): start afresh.
-        if let Some(session) = path.session.take() {
+        // The responder may have lost the session (restart): start afresh — after two
+        // misses in a row, not one, so a reply that is only late (a busy peer) costs no
+        // handshake; handshakes cost ~150 times a probe, and a busy network answering
+        // late probes with handshakes only gets busier.
+        if path.misses >= SESSION_MISSES
+            && let Some(session) = path.session.take()
+        {
             self.initiator_ids.remove(&session.id);
         }
     }

@@ -96,21 +96,23 @@ fn first_probe_is_a_handshake_then_transport_probes_until_rekey() {
 }
 
 #[test]
-fn a_restarted_responder_costs_one_missed_probe() {
-    let mut pair = Pair::new(2);
+fn a_restarted_responder_costs_two_missed_probes() {
+    let mut pair = Pair::new(3);
     pair.round();
     pair.round();
-    pair.b = PathProber::new(pair.b_private, SECOND, 2, pair.now);
+    pair.b = PathProber::new(pair.b_private, SECOND, 3, pair.now);
     pair.b.allow_peer(pair.a_key);
-    let probe = pair.poll_a();
-    assert_eq!(probe[4], Kind::Probe as u8);
-    assert!(pair.exchange(&probe).is_none());
-    assert_eq!(pair.b.rejected_for(Rejection::UnknownSession), 1);
-    pair.now += SECOND;
+    for miss in 1..=2 {
+        let probe = pair.poll_a();
+        assert_eq!(probe[4], Kind::Probe as u8, "miss {miss} keeps the session");
+        assert!(pair.exchange(&probe).is_none());
+        assert_eq!(pair.b.rejected_for(Rejection::UnknownSession), miss);
+        pair.now += SECOND;
+    }
     assert_eq!(
         pair.round(),
         Kind::Init as u8,
-        "a miss starts a new handshake"
+        "two misses in a row start a new handshake"
     );
     assert_eq!(pair.health(), PathHealth::Up);
     assert_eq!(pair.a.paths[&(pair.b_key.0, addr(2))].misses, 0);

@@ -9,22 +9,17 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use controller::server::{self, Controller};
-use controller::store::{CertificateKind, CertificateRecord, Store};
-use pki::files::{self, Secrecy};
+use controller::store::Store;
+use pki::AuthorityScope;
 use pki::store::CaDir;
-use pki::{AuthorityScope, KeyAlgorithm, PrivateKey};
 use topology::NodeId;
 
 use super::model::{Files, Model};
-
-/// How long the controller's own certificate lasts (renewing it is not built yet: a year
-/// from `init`).
-const CONTROLLER_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 
 /// `node …`.
 #[derive(Debug, Subcommand)]
@@ -66,73 +61,17 @@ pub(crate) fn init(
     now: SystemTime,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
-    let database = dir.join("controller.db");
-    if database.exists() {
-        bail!(
-            "{} is already a controller directory ({} exists)",
-            dir.display(),
-            database.display()
-        );
-    }
     let model = Model::load(files)?;
+    let controller::setup::Initialised { root, created } = controller::setup::init(
+        dir,
+        &model.network,
+        &model.allocation,
+        names,
+        addresses,
+        &local_user(),
+        now,
+    )?;
     let ca = CaDir::at(dir);
-    let algorithm = KeyAlgorithm::EcdsaP256;
-    let root = match ca.root() {
-        Ok(root) => root,
-        Err(_) => ca.init(algorithm, now)?,
-    };
-    let mut existing = ca.authorities()?;
-    let wanted = std::iter::once(AuthorityScope::Ministry).chain(
-        model
-            .network
-            .nodes()
-            .iter()
-            .filter(|n| n.tier == topology::Tier::Province)
-            .filter_map(|n| match AuthorityScope::of_node(&n.id) {
-                AuthorityScope::Province(p) => Some(AuthorityScope::Province(p)),
-                _ => None,
-            }),
-    );
-    let mut created = 0;
-    for scope in wanted {
-        if existing.contains(&scope) {
-            continue;
-        }
-        ca.create_authority(scope, algorithm, &model.network, &model.allocation, now)?;
-        existing.push(scope);
-        created += 1;
-    }
-    let ministry = ca.authority(AuthorityScope::Ministry)?;
-    let key = PrivateKey::generate(algorithm)?;
-    let mut dns: Vec<String> = vec!["jinbao-controller".into(), "localhost".into()];
-    dns.extend(names.iter().cloned());
-    // Agents know the controller by its identity URI, not by an address; IP names must lie
-    // in the ministry's blocks (its CA's name constraints), so loopback is never one.
-    let issued = ministry.issue_controller(&key, &dns, addresses, now, CONTROLLER_LIFETIME)?;
-    let (key_path, chain_path) = server::identity_paths(dir);
-    if let Some(parent) = key_path.parent() {
-        files::create_dir(parent, Secrecy::Secret)?;
-    }
-    files::create_new(&key_path, key.to_pem().as_bytes(), Secrecy::Secret)?;
-    let chain = format!("{}{}", issued.pem(), ministry.certificate_pem());
-    files::create_new(&chain_path, chain.as_bytes(), Secrecy::Public)?;
-    let store = Store::open(&database)?;
-    let who = local_user();
-    store.write(|tx| {
-        tx.record_certificate(
-            &CertificateRecord {
-                serial: issued.serial.to_string(),
-                subject: "jinbao-controller".into(),
-                kind: CertificateKind::Controller,
-                plane: None,
-                issuer: AuthorityScope::Ministry.to_string(),
-                not_after: issued.not_after,
-                pem: issued.pem(),
-                revoked: None,
-            },
-            &who,
-        )
-    })?;
     writeln!(
         out,
         "controller directory {}: national root, ministry CA and {created} more CAs, the controller certificate, the store",

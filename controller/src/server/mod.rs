@@ -138,10 +138,14 @@ struct Model_ {
 }
 
 /// What the reconciler last computed from: the change log's length and the trust files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 struct Fingerprint {
     changes: u64,
     trust: String,
+    /// The policy and probe settings.
+    globals: String,
+    /// Each enrollment as it was: (plane, node) → what a bundle takes from it.
+    records: HashMap<(topology::Plane, NodeId), String>,
 }
 
 impl Controller {
@@ -246,14 +250,10 @@ impl Controller {
                 .collect::<String>()
                 .as_bytes(),
         ));
-        let fingerprint = Fingerprint {
-            changes,
-            trust: trust_hash,
-        };
-        if *last == fingerprint {
+        if last.changes == changes && last.trust == trust_hash {
             return Ok(0);
         }
-        if last.trust != fingerprint.trust {
+        if last.trust != trust_hash {
             self.trust.replace(self.ca.trust_bundle()?);
         }
         self.reload_policy()?;
@@ -266,14 +266,61 @@ impl Controller {
             .read(|tx| tx.setting("probes"))?
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_else(ProbeSettings::default);
+        let globals = hex::encode(Sha256::digest(
+            format!(
+                "{}|{}",
+                sources.policy.as_deref().unwrap_or_default(),
+                serde_json::to_string(&probes).unwrap_or_default()
+            )
+            .as_bytes(),
+        ));
         let enrolled = self.store.read(|tx| tx.nodes())?;
+        let records: HashMap<(topology::Plane, NodeId), String> = enrolled
+            .iter()
+            .map(|r| {
+                let digest = format!(
+                    "{}|{}|{:?}|{}|{}",
+                    r.wireguard_key,
+                    r.listen,
+                    r.backup_listen,
+                    r.serial,
+                    r.certificate_pem.len()
+                );
+                ((r.plane, r.node), digest)
+            })
+            .collect();
         let roster = Roster::new(&model, sources, trust, probes, &enrolled);
-        // Every bundle and its content hash first; then one store transaction (one fsync)
+        // What must be computed again: everything when the trust, the policy or the probe
+        // settings changed; otherwise the nodes whose enrollment changed, their parents and
+        // their children (whose peer lists name them) — so an enrollment costs a few
+        // bundles, not the whole network's.
+        let everything = last.trust != trust_hash || last.globals != globals;
+        let all: std::collections::HashSet<NodeId> = roster.nodes().into_iter().collect();
+        let targets: Vec<NodeId> = if everything {
+            roster.nodes()
+        } else {
+            let mut changed: std::collections::BTreeSet<NodeId> = records
+                .iter()
+                .filter(|(key, digest)| last.records.get(*key) != Some(*digest))
+                .map(|((_, node), _)| *node)
+                .collect();
+            changed.extend(
+                last.records
+                    .keys()
+                    .filter(|key| !records.contains_key(*key))
+                    .map(|(_, node)| *node),
+            );
+            let mut affected = changed.clone();
+            for node in &changed {
+                affected.extend(roster.neighbours(*node));
+            }
+            affected.into_iter().filter(|n| all.contains(n)).collect()
+        };
+        // Each bundle and its content hash first; then one store transaction (one fsync)
         // that keeps the version of each unchanged bundle and numbers the changed ones.
-        let computed: Vec<(NodeId, agent::control::Bundle, String)> = roster
-            .nodes()
-            .into_iter()
-            .filter_map(|node| roster.bundle(node))
+        let computed: Vec<(NodeId, agent::control::Bundle, String)> = targets
+            .iter()
+            .filter_map(|node| roster.bundle(*node))
             .map(|bundle| {
                 let hash = bundles::content_hash(&bundle);
                 (bundle.node, bundle, hash)
@@ -293,28 +340,35 @@ impl Controller {
                 .collect()
         })?;
         let mut updated = 0;
-        let mut fresh = HashMap::new();
-        let known = read(&self.bundles);
-        for ((node, mut bundle, _), version) in computed.into_iter().zip(versions) {
-            if let Some(current) = known.get(&node)
-                && current.version == version
-            {
-                fresh.insert(node, current.clone());
-                continue;
-            }
-            bundle.version = version;
-            let signed = SignedBundle::sign(&bundle, &self.key, &self.chain).map_err(|e| {
-                ServeError::Identity {
-                    path: identity_paths(&self.dir).0,
-                    reason: e.to_string(),
+        let mut signed_now = Vec::new();
+        {
+            let known = read(&self.bundles);
+            for ((node, mut bundle, _), version) in computed.into_iter().zip(versions) {
+                if known.get(&node).is_some_and(|c| c.version == version) {
+                    continue;
                 }
-            })?;
-            fresh.insert(node, Current { version, signed });
-            updated += 1;
+                bundle.version = version;
+                let signed = SignedBundle::sign(&bundle, &self.key, &self.chain).map_err(|e| {
+                    ServeError::Identity {
+                        path: identity_paths(&self.dir).0,
+                        reason: e.to_string(),
+                    }
+                })?;
+                signed_now.push((node, Current { version, signed }));
+                updated += 1;
+            }
         }
-        drop(known);
-        *write(&self.bundles) = fresh;
-        *last = fingerprint;
+        {
+            let mut bundles = write(&self.bundles);
+            bundles.retain(|node, _| all.contains(node));
+            bundles.extend(signed_now);
+        }
+        *last = Fingerprint {
+            changes,
+            trust: trust_hash,
+            globals,
+            records,
+        };
         if updated > 0 {
             self.generation.send_modify(|g| *g += 1);
             tracing::info!(nodes = updated, "new config bundles");
@@ -388,6 +442,7 @@ impl Controller {
             .take()
             .map(|poller| tokio::spawn(poller.run(std::future::pending::<()>())));
         tokio::pin!(shutdown);
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             let (tcp, peer) = tokio::select! {
                 () = &mut shutdown => break,
@@ -400,10 +455,15 @@ impl Controller {
                 },
             };
             let (acceptor, app, controller) = (acceptor.clone(), app.clone(), Arc::clone(&self));
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 connection(controller, acceptor, app, tcp, peer).await;
             });
+            // Reap the finished ones as we go.
+            while connections.try_join_next().is_some() {}
         }
+        // Stopping ends every connection too: a held long-poll is closed, and its agent
+        // asks again (of whoever serves next).
+        connections.abort_all();
         reconciler.abort();
         evaluator.abort();
         if let Some(poller) = poller {

@@ -1,0 +1,385 @@
+//! `netlab demo`: the walk-through. Each step says what it does, does it on the running
+//! lab, and says what happened and how long it took; the report at the end lists every
+//! step with its verdict. With a terminal (and without `--headless`) a table of the worst
+//! links is redrawn in place while the lab runs.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use agent::control::{ModelSources, PathChoice, PeerHealth};
+use agent::model::Model;
+use anyhow::{Context, Result, bail};
+use netlab::lab::{Lab, LabOptions, LabTopology, Progress};
+use topology::{NodeId, Zone};
+
+/// One step's outcome, for the report.
+struct Step {
+    what: String,
+    ok: bool,
+    took: Option<Duration>,
+    note: String,
+}
+
+/// Runs the demo; `Ok(true)` when every step did what it should.
+pub(crate) fn run(scenario: &str, headless: bool, work: Option<PathBuf>) -> Result<bool> {
+    let live = !headless && std::io::stdout().is_terminal();
+    let keep = work.is_some();
+    let work = work.unwrap_or_else(|| {
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        std::env::temp_dir().join(format!("netlab-{}-{stamp}", std::process::id()))
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let passed = runtime.block_on(walk(scenario, live, &work));
+    if !keep {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    passed
+}
+
+async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool> {
+    let model = Model::load(&ModelSources::default()).context("the national model")?;
+    let topology = match scenario {
+        "national" => LabTopology::national(&model),
+        "province-14" => province(&model, "14"),
+        "north" => north(&model),
+        other => bail!("unknown scenario `{other}` (national, province-14 or north)"),
+    };
+    println!(
+        "netlab demo: scenario {scenario} — {} nodes, {} tree links, each with a backup path",
+        topology.nodes.len(),
+        topology.links.len()
+    );
+    let started = Instant::now();
+    let mut shown = Instant::now();
+    let mut lab = Lab::start(
+        &topology,
+        LabOptions::new(work),
+        |progress| match progress {
+            Progress::ControllerUp => println!(
+                "  controller up: CAs, store, HTTPS on 127.0.0.1 ({:.1?})",
+                started.elapsed()
+            ),
+            Progress::Enrolled(n, total) => {
+                if live {
+                    print!("\r  enrolled {n}/{total}");
+                    let _ = std::io::stdout().flush();
+                } else if n == total || shown.elapsed() >= Duration::from_secs(1) {
+                    shown = Instant::now();
+                    println!("  enrolled {n}/{total} ({:.1?})", started.elapsed());
+                }
+            }
+            Progress::TunnelsUp(..) => {}
+        },
+    )
+    .await
+    .context("starting the lab")?;
+    if live {
+        println!();
+    }
+    let enrolled = started.elapsed();
+    let mut steps = Vec::new();
+
+    // Convergence.
+    let total = lab.links().len();
+    let mut redraw = Redraw::new(live);
+    let converged = lab
+        .run_until_done(Duration::from_secs(60), |lab| {
+            let (up, _) = lab.tunnels_up();
+            redraw.progress(&format!("  tunnels up {up}/{total}"));
+            up == total
+        })
+        .await;
+    redraw.done();
+    steps.push(Step {
+        what: format!(
+            "{} nodes enrolled, {total} tree tunnels up",
+            topology.nodes.len()
+        ),
+        ok: converged.is_some(),
+        took: converged.map(|c| c + enrolled),
+        note: format!(
+            "enrollment {enrolled:.1?}, tunnels {}",
+            converged.map_or("never".into(), |c| format!("{c:.1?} after"))
+        ),
+    });
+    println!("{}", line(steps.last()));
+
+    let ministry: NodeId = "dc:ministry".parse()?;
+    let (city, province) = pick_city(&lab, &model)?;
+
+    // A probe across the tree.
+    let t = Instant::now();
+    let crossed = lab
+        .probe(
+            (city, Zone::Exchange),
+            (ministry, Zone::Exchange),
+            1414,
+            Duration::from_secs(3),
+        )
+        .await?;
+    steps.push(Step {
+        what: format!("{city} exchange → {ministry} exchange, tcp/1414 (MQ)"),
+        ok: crossed,
+        took: Some(t.elapsed()),
+        note: if crossed {
+            format!("passed via {province}")
+        } else {
+            "did not arrive".into()
+        },
+    });
+    println!("{}", line(steps.last()));
+
+    // A cross-zone probe the filters drop.
+    let t = Instant::now();
+    let leaked = lab
+        .probe(
+            (province, Zone::Exchange),
+            (city, Zone::Production),
+            1521,
+            Duration::from_secs(1),
+        )
+        .await?;
+    let denied_at = |node| {
+        lab.status(node)
+            .map(|s| s.planes.iter().map(|p| p.default_denied).sum::<u64>())
+            .unwrap_or_default()
+    };
+    let denied = denied_at(province) + denied_at(city);
+    steps.push(Step {
+        what: format!("{province} exchange → {city} production, tcp/1521 (denied by policy)"),
+        ok: !leaked && denied > 0,
+        took: Some(t.elapsed()),
+        note: format!("dropped by the zone filter (default deny; {denied} packet(s) denied)"),
+    });
+    println!("{}", line(steps.last()));
+
+    // A backbone cut and failover: first the uplink must be on its primary, with both
+    // paths known healthy (path probes answer about once a second).
+    lab.run_until_done(Duration::from_secs(5), |lab| {
+        lab.uplink(province)
+            .is_some_and(|(path, health)| path == PathChoice::Primary && health == PeerHealth::Up)
+    })
+    .await;
+    lab.run_for(Duration::from_millis(1_500)).await;
+    lab.set_path(province, PathChoice::Primary, false)?;
+    let failover = lab
+        .run_until_done(Duration::from_secs(5), |lab| {
+            lab.uplink(province)
+                .is_some_and(|(path, _)| path == PathChoice::Backup)
+        })
+        .await;
+    let across = lab
+        .probe(
+            (city, Zone::Exchange),
+            (ministry, Zone::Exchange),
+            443,
+            Duration::from_secs(3),
+        )
+        .await?;
+    steps.push(Step {
+        what: format!("cut the backbone primary {ministry}–{province}"),
+        ok: failover.is_some_and(|t| t <= Duration::from_secs(1)) && across,
+        took: failover,
+        note: format!(
+            "on the backup path after {}; traffic {}",
+            failover.map_or("never".into(), |t| format!("{t:.0?}")),
+            if across { "flows" } else { "does NOT flow" }
+        ),
+    });
+    println!("{}", line(steps.last()));
+    lab.set_path(province, PathChoice::Primary, true)?;
+    let failback = lab
+        .run_until_done(Duration::from_secs(10), |lab| {
+            lab.uplink(province).is_some_and(|(path, health)| {
+                path == PathChoice::Primary && health == PeerHealth::Up
+            })
+        })
+        .await;
+    steps.push(Step {
+        what: format!("restore {ministry}–{province}"),
+        ok: failback.is_some(),
+        took: failback,
+        note: "back on the primary after the hold-down".into(),
+    });
+    println!("{}", line(steps.last()));
+
+    // The controller goes away and comes back.
+    lab.kill_controller().await;
+    let t = Instant::now();
+    let without = lab
+        .probe(
+            (city, Zone::Exchange),
+            (ministry, Zone::Exchange),
+            1414,
+            Duration::from_secs(3),
+        )
+        .await?;
+    steps.push(Step {
+        what: "controller down".into(),
+        ok: without,
+        took: Some(t.elapsed()),
+        note: if without {
+            "agents keep forwarding on their last good bundles".into()
+        } else {
+            "traffic stopped".into()
+        },
+    });
+    println!("{}", line(steps.last()));
+    let t = Instant::now();
+    lab.restart_controller().await?;
+    let resynced = lab
+        .run_until_done(Duration::from_secs(15), |lab| {
+            lab.reporting_agents() == lab.nodes().count()
+        })
+        .await;
+    steps.push(Step {
+        what: "controller restarted".into(),
+        ok: resynced.is_some(),
+        took: Some(t.elapsed()),
+        note: format!(
+            "{} of {} agents reporting to it again",
+            lab.reporting_agents(),
+            lab.nodes().count()
+        ),
+    });
+    println!("{}", line(steps.last()));
+
+    lab.stop().await;
+    let passed = steps.iter().all(|s| s.ok);
+    println!(
+        "\nreport ({} steps, {} passed):",
+        steps.len(),
+        steps.iter().filter(|s| s.ok).count()
+    );
+    for step in &steps {
+        println!("{}", line(Some(step)));
+    }
+    println!(
+        "{}",
+        if passed {
+            "all steps passed"
+        } else {
+            "SOME STEPS FAILED"
+        }
+    );
+    Ok(passed)
+}
+
+/// A city of the lab with its province (Taiyuan when present).
+fn pick_city(lab: &Lab, model: &Model) -> Result<(NodeId, NodeId)> {
+    let preferred: NodeId = "dc:1401".parse()?;
+    let city = lab
+        .nodes()
+        .find(|n| *n == preferred)
+        .or_else(|| {
+            lab.nodes().find(|n| {
+                model
+                    .network
+                    .lookup(n)
+                    .is_some_and(|ix| model.network.node(ix).tier == topology::Tier::City)
+            })
+        })
+        .context("the scenario has no city")?;
+    let ix = model.network.lookup(&city).context("city")?;
+    let parent = model
+        .network
+        .parent(ix)
+        .context("a city without a province")?;
+    Ok((city, model.network.node(parent).id))
+}
+
+/// A province's data centre, its cities, and their city-area sites.
+fn province(model: &Model, code: &str) -> LabTopology {
+    let network = &model.network;
+    let ministry = network.ministry();
+    let Some(root) = network.lookup(
+        &format!("dc:{code}")
+            .parse()
+            .unwrap_or(network.node(ministry).id),
+    ) else {
+        return LabTopology::tree(model, Vec::new());
+    };
+    let mut nodes = vec![network.node(ministry).id];
+    let mut stack = vec![root];
+    while let Some(ix) = stack.pop() {
+        nodes.push(network.node(ix).id);
+        stack.extend(network.children(ix).iter().rev().copied());
+    }
+    LabTopology::tree(model, nodes)
+}
+
+/// The ministry, Shanxi and Hebei with their cities: the demo in a few seconds (tests).
+fn north(model: &Model) -> LabTopology {
+    let network = &model.network;
+    let mut nodes = vec![network.node(network.ministry()).id];
+    for code in ["dc:14", "dc:13"] {
+        let Some(ix) = code.parse().ok().and_then(|id| network.lookup(&id)) else {
+            continue;
+        };
+        nodes.push(network.node(ix).id);
+        nodes.extend(
+            network
+                .children(ix)
+                .iter()
+                .map(|&c| network.node(c).id)
+                .filter(|id| matches!(id, NodeId::DataCentre(_))),
+        );
+    }
+    LabTopology::tree(model, nodes)
+}
+
+fn line(step: Option<&Step>) -> String {
+    let Some(step) = step else {
+        return String::new();
+    };
+    format!(
+        "  [{}] {:<62} {:>9}  {}",
+        if step.ok { " ok " } else { "FAIL" },
+        step.what,
+        step.took.map_or("—".into(), |t| format!("{t:.0?}")),
+        step.note
+    )
+}
+
+/// A line redrawn in place on a terminal, printed now and then otherwise.
+struct Redraw {
+    live: bool,
+    last: Option<Instant>,
+}
+
+impl Redraw {
+    fn new(live: bool) -> Redraw {
+        Redraw { live, last: None }
+    }
+
+    fn progress(&mut self, text: &str) {
+        let every = if self.live {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        if self.last.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        if self.live {
+            print!("\r{text}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{text}");
+        }
+    }
+
+    fn done(&self) {
+        if self.live {
+            println!();
+        }
+    }
+}
