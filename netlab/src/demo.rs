@@ -115,19 +115,11 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
     let (city, province) = pick_city(&lab, &model)?;
 
     // A probe across the tree.
-    let t = Instant::now();
-    let crossed = lab
-        .probe(
-            (city, Zone::Exchange),
-            (ministry, Zone::Exchange),
-            1414,
-            Duration::from_secs(3),
-        )
-        .await?;
+    let (crossed, took) = timed_probe(&mut lab, city, ministry, 1414).await?;
     steps.push(Step {
         what: format!("{city} exchange → {ministry} exchange, tcp/1414 (MQ)"),
         ok: crossed,
-        took: Some(t.elapsed()),
+        took: Some(took),
         note: if crossed {
             format!("passed via {province}")
         } else {
@@ -175,14 +167,7 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
                 .is_some_and(|(path, _)| path == PathChoice::Backup)
         })
         .await;
-    let across = lab
-        .probe(
-            (city, Zone::Exchange),
-            (ministry, Zone::Exchange),
-            443,
-            Duration::from_secs(3),
-        )
-        .await?;
+    let (across, _) = timed_probe(&mut lab, city, ministry, 443).await?;
     steps.push(Step {
         what: format!("cut the backbone primary {ministry}–{province}"),
         ok: failover.is_some_and(|t| t <= Duration::from_secs(1)) && across,
@@ -212,19 +197,11 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
 
     // The controller goes away and comes back.
     lab.kill_controller().await;
-    let t = Instant::now();
-    let without = lab
-        .probe(
-            (city, Zone::Exchange),
-            (ministry, Zone::Exchange),
-            1414,
-            Duration::from_secs(3),
-        )
-        .await?;
+    let (without, took) = timed_probe(&mut lab, city, ministry, 1414).await?;
     steps.push(Step {
         what: "controller down".into(),
         ok: without,
-        took: Some(t.elapsed()),
+        took: Some(took),
         note: if without {
             "agents keep forwarding on their last good bundles".into()
         } else {
@@ -270,6 +247,26 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
         }
     );
     Ok(passed)
+}
+
+/// Sends an exchange-to-exchange TCP SYN across the lab: whether it arrived within 3 s,
+/// and how long it took.
+async fn timed_probe(
+    lab: &mut Lab,
+    from: NodeId,
+    to: NodeId,
+    port: u16,
+) -> Result<(bool, Duration)> {
+    let start = Instant::now();
+    let arrived = lab
+        .probe(
+            (from, Zone::Exchange),
+            (to, Zone::Exchange),
+            port,
+            Duration::from_secs(3),
+        )
+        .await?;
+    Ok((arrived, start.elapsed()))
 }
 
 /// A city of the lab with its province (Taiyuan when present).

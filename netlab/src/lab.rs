@@ -1002,29 +1002,6 @@ fn addresses(i: usize) -> (SocketAddr, SocketAddr) {
     )
 }
 
-/// An IPv4 TCP SYN from `src` to `dst` on `port`.
-pub fn syn(src: IpAddr, dst: IpAddr, port: u16) -> Vec<u8> {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
-        return Vec::new();
-    };
-    let mut p = vec![0u8; 40];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&40u16.to_be_bytes());
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    let mut sum: u32 = p[..20]
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    p[20..22].copy_from_slice(&40_000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&port.to_be_bytes());
-    p[32] = 5 << 4;
-    p[33] = 0x02;
-    p
-}
+/// An IPv4 TCP SYN from `src` to `dst` on `port` (the opening of a flow the zone filters
+/// decide on): see [`agent::probe::tcp_syn`].
+pub use agent::probe::tcp_syn as syn;

@@ -338,3 +338,53 @@ fn udp_segment(segment: &[u8]) -> Option<UdpPacket<'_>> {
     }
     Some(udp)
 }
+
+/// An IPv4 TCP SYN from `src` to `dst` on `port`, port 40000 to `port`: how the lab and
+/// the end-to-end tests open a flow through the overlay (the filters decide on the first
+/// packet). Empty for IPv6 addresses.
+pub fn tcp_syn(src: IpAddr, dst: IpAddr, port: u16) -> Vec<u8> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
+        return Vec::new();
+    };
+    let mut p = vec![0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let mut sum: u32 = p[..20]
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p[20..22].copy_from_slice(&40_000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&port.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = 0x02;
+    p
+}
+
+#[cfg(test)]
+mod syn_tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_syn_is_a_well_formed_ipv4_syn() {
+        let (src, dst) = ("10.1.2.3".parse().unwrap(), "10.4.5.6".parse().unwrap());
+        let packet = tcp_syn(src, dst, 1414);
+        let ip = Ipv4Packet::new(&packet).unwrap();
+        assert_eq!(ip.get_checksum(), ipv4::checksum(&ip));
+        assert_eq!(
+            (ip.get_source(), ip.get_destination()),
+            ("10.1.2.3".parse().unwrap(), "10.4.5.6".parse().unwrap())
+        );
+        let tcp = pnet_packet::tcp::TcpPacket::new(ip.payload()).unwrap();
+        assert_eq!(tcp.get_destination(), 1414);
+        assert_eq!(tcp.get_flags(), pnet_packet::tcp::TcpFlags::SYN);
+        assert!(tcp_syn("::1".parse().unwrap(), dst, 1).is_empty());
+    }
+}
