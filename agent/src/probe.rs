@@ -55,9 +55,8 @@ use crate::control::{PeerHealth, ProbeSettings};
 
 pub use failover::{Failover, Switch};
 pub use wire::{
-    tcp_syn,
     PROBE_LEN, PROBE_MAGIC, PROBE_PORT, PROBE_TTL, PROBE_VERSION, ProbeError, ProbeKind,
-    ProbeMessage, parse_probe_packet, probe_packet,
+    ProbeMessage, parse_probe_packet, probe_packet, tcp_syn,
 };
 
 /// How many settled requests [`LinkProbe::loss`] looks back over.
