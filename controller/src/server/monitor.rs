@@ -28,6 +28,8 @@ use crate::store::{AlertRecord, Store, StoreError};
 
 /// How often the alert rules are evaluated.
 pub const EVALUATE_EVERY: Duration = Duration::from_secs(1);
+/// How often the watched certificates are read from the store.
+pub const CERTIFICATES_EVERY: Duration = Duration::from_secs(60);
 /// How much alert history is read back at start.
 const RESTORE: usize = 10_000;
 
@@ -54,20 +56,14 @@ pub fn restore_alerts(store: &Store) -> Result<AlertEngine, StoreError> {
 }
 
 /// Evaluates the rules once and persists what changed.
-pub fn evaluate(controller: &Controller, now: SystemTime) -> Result<usize, StoreError> {
-    let certificates: Vec<CertificateExpiry> = controller
-        .store
-        .read(|tx| tx.certificates())?
-        .into_iter()
-        .filter(|c| c.revoked.is_none())
-        .map(|c| CertificateExpiry {
-            subject: format!("{} {}", c.kind.as_str(), c.subject),
-            not_after: c.not_after,
-        })
-        .collect();
+pub fn evaluate(
+    controller: &Controller,
+    certificates: &[CertificateExpiry],
+    now: SystemTime,
+) -> Result<usize, StoreError> {
     let changes = {
         let health = lock(&controller.health);
-        lock(&controller.alerts).evaluate(&health, &certificates, now)
+        lock(&controller.alerts).evaluate(&health, certificates, now)
     };
     persist(&controller.store, &changes)?;
     for change in &changes {
@@ -103,14 +99,44 @@ fn persist(store: &Store, changes: &[AlertChange]) -> Result<(), StoreError> {
 /// Evaluates the alert rules every [`EVALUATE_EVERY`].
 pub async fn evaluate_forever(controller: Arc<Controller>) {
     let mut tick = tokio::time::interval(EVALUATE_EVERY);
+    let mut certificates = Arc::new(Vec::new());
+    let mut next_read = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        let controller = Arc::clone(&controller);
-        let done = tokio::task::spawn_blocking(move || evaluate(&controller, wall_clock())).await;
-        if let Ok(Err(err)) = done {
-            tracing::warn!(%err, "alert evaluation");
+        let read = tokio::time::Instant::now() >= next_read;
+        if read {
+            next_read += CERTIFICATES_EVERY;
+        }
+        let (worker, known) = (Arc::clone(&controller), Arc::clone(&certificates));
+        let done = tokio::task::spawn_blocking(move || {
+            let certificates = if read {
+                Arc::new(watched_certificates(&worker.store)?)
+            } else {
+                known
+            };
+            evaluate(&worker, &certificates, wall_clock()).map(|_| certificates)
+        })
+        .await;
+        match done {
+            Ok(Ok(read)) => certificates = read,
+            Ok(Err(err)) => tracing::warn!(%err, "alert evaluation"),
+            Err(_) => {}
         }
     }
+}
+
+/// The certificates whose expiry is watched: every one not revoked. Read once a minute
+/// (expiry alerts are about days), not at every evaluation.
+pub fn watched_certificates(store: &Store) -> Result<Vec<CertificateExpiry>, StoreError> {
+    Ok(store
+        .read(|tx| tx.certificates())?
+        .into_iter()
+        .filter(|c| c.revoked.is_none())
+        .map(|c| CertificateExpiry {
+            subject: format!("{} {}", c.kind.as_str(), c.subject),
+            not_after: c.not_after,
+        })
+        .collect())
 }
 
 async fn links(
