@@ -37,6 +37,9 @@ pub(crate) struct Peer {
     pub(crate) endpoint: Option<(SocketAddr, SocketAddr)>,
     pub(crate) traffic: Traffic,
     pub(crate) reported: PeerHealth,
+    /// Until when this side leaves opening the tunnel to the other (see `PlaneNode`'s
+    /// probes); `None` once it may open it itself.
+    pub(crate) waits_until: Option<Instant>,
     /// Its allowed prefixes as (family, network bits, mask): checked on every packet.
     sources: Vec<(bool, u128, u128)>,
 }
@@ -84,6 +87,7 @@ impl Peer {
             endpoint: config.endpoint.map(|remote| (listen, remote)),
             traffic: Traffic::default(),
             reported: PeerHealth::Unknown,
+            waits_until: None,
             sources: config.allowed.iter().map(|net| prefix_bits(*net)).collect(),
         })
     }

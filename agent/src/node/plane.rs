@@ -34,6 +34,8 @@ const WIREGUARD_TICK: Duration = Duration::from_millis(250);
 const LIMITER_RESET: Duration = Duration::from_secs(1);
 /// Handshakes per second before cookies are demanded (boringtun's device default).
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// How long the side that does not open a tunnel waits for the other before it opens it.
+const OPEN_GRACE: Duration = Duration::from_secs(1);
 /// Room for the largest datagram plus WireGuard's overhead.
 const BUFFER: usize = 65_535 + 148;
 
@@ -105,7 +107,10 @@ impl PlaneNode {
                 config.listen,
             );
             match admitted {
-                Ok(peer) => {
+                Ok(mut peer) => {
+                    if !opens(WireGuardKey(public.to_bytes()), &peer) {
+                        peer.waits_until = Some(now + OPEN_GRACE);
+                    }
                     let key = peer_config.public_key;
                     paths.allow_peer(key);
                     if peer.failover.is_some() {
@@ -436,8 +441,12 @@ impl PlaneNode {
         // peers, the lower key. If both sent their first probe at once, each would answer
         // the other's handshake and wait, as WireGuard's responder must, for the other to
         // send first: a deadlock until the 5 s rekey. So the other side's probes wait for
-        // the session; missing them until then is the truth (no tunnel yet).
-        if !opens(self.public, peer) && peer.tunn.time_since_last_handshake().is_none() {
+        // the session for [`OPEN_GRACE`] (missing them until then is the truth: no tunnel
+        // yet); after that it opens the tunnel itself — the child may hold a session this
+        // side lost (it was rebuilt on a new bundle) and would not notice for 15 s.
+        if peer.waits_until.is_some_and(|until| now < until)
+            && peer.tunn.time_since_last_handshake().is_none()
+        {
             return;
         }
         for request in requests {
