@@ -34,8 +34,10 @@ const WIREGUARD_TICK: Duration = Duration::from_millis(250);
 const LIMITER_RESET: Duration = Duration::from_secs(1);
 /// Handshakes per second before cookies are demanded (boringtun's device default).
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
-/// How long the side that does not open a tunnel waits for the other before it opens it.
-const OPEN_GRACE: Duration = Duration::from_secs(1);
+/// How long the side that does not open a tunnel waits for the other before it opens it
+/// anyway (WireGuard's own handshake retry interval); sooner when the peer evidently holds
+/// a session this side does not have.
+const OPEN_GRACE: Duration = Duration::from_secs(5);
 /// Room for the largest datagram plus WireGuard's overhead.
 const BUFFER: usize = 65_535 + 148;
 
@@ -267,6 +269,12 @@ impl PlaneNode {
                 TunnResult::Err(err) => {
                     tracing::debug!(plane = %self.plane, peer = %peer.config.node, ?err, "datagram refused");
                     self.malformed += 1;
+                    // Data this side cannot read, with no session of its own: the peer holds
+                    // a session this side lost (it was rebuilt). Stop waiting for the peer to
+                    // open the tunnel; the next probe does.
+                    if peer.tunn.time_since_last_handshake().is_none() {
+                        peer.waits_until = None;
+                    }
                     break;
                 }
                 TunnResult::WriteToNetwork(reply) => {
@@ -441,9 +449,10 @@ impl PlaneNode {
         // peers, the lower key. If both sent their first probe at once, each would answer
         // the other's handshake and wait, as WireGuard's responder must, for the other to
         // send first: a deadlock until the 5 s rekey. So the other side's probes wait for
-        // the session for [`OPEN_GRACE`] (missing them until then is the truth: no tunnel
-        // yet); after that it opens the tunnel itself — the child may hold a session this
-        // side lost (it was rebuilt on a new bundle) and would not notice for 15 s.
+        // the session, for [`OPEN_GRACE`] at most (missing them until then is the truth: no
+        // tunnel yet) — and no longer once the peer sends data this side cannot read: it
+        // holds a session this side lost (rebuilt on a new bundle), and would not notice
+        // for 15 s.
         if peer.waits_until.is_some_and(|until| now < until)
             && peer.tunn.time_since_last_handshake().is_none()
         {
