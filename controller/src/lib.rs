@@ -5,6 +5,9 @@
 //!   alerts, operators, the hash-chained change log).
 //! - [`health`], [`alerts`], [`census`]: link health with bounded history, alert rules, the
 //!   connectivity census — sans-IO, time passed in.
+//! - [`conference`]: video-conference scheduling — booking forms, states, MCU cascades on
+//!   the tree, admission control over time with refusals that explain themselves, preemption
+//!   (sans-IO: the store, API and agent enforcement are still to come).
 //! - [`snmp`]: polling underlay devices (IF-MIB counters into rates).
 //! - [`metrics`]: the controller's Prometheus exposition.
 //! - [`bundles`], [`server`]: config bundles per agent, and the HTTPS (mutual TLS) service for
@@ -15,6 +18,7 @@
 pub mod alerts;
 pub mod bundles;
 pub mod census;
+pub mod conference;
 pub mod health;
 pub mod metrics;
 pub mod server;

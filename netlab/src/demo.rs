@@ -5,12 +5,14 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agent::control::{ModelSources, PathChoice, PeerHealth};
 use agent::model::Model;
 use anyhow::{Context, Result, bail};
-use netlab::lab::{Lab, LabOptions, LabTopology, Progress};
+use netlab::lab::{Lab, LabOptions, LabTopology, Progress, Scratch};
+
+use crate::live::LiveTable;
 use topology::{NodeId, Zone};
 
 /// One step's outcome, for the report.
@@ -23,24 +25,38 @@ struct Step {
 
 /// Runs the demo; `Ok(true)` when every step did what it should.
 pub(crate) fn run(scenario: &str, headless: bool, work: Option<PathBuf>) -> Result<bool> {
+    let scenario = scenario.to_owned();
+    in_lab(headless, work, move |live, dir| async move {
+        walk(&scenario, live, &dir).await
+    })
+}
+
+/// Runs `body` (given whether to draw live, and the work directory) on a tokio runtime, in
+/// `work` or a temporary directory removed afterwards; live when there is a terminal and
+/// `--headless` was not given.
+pub(crate) fn in_lab<F>(
+    headless: bool,
+    work: Option<PathBuf>,
+    body: impl FnOnce(bool, PathBuf) -> F,
+) -> Result<bool>
+where
+    F: std::future::Future<Output = Result<bool>>,
+{
     let live = !headless && std::io::stdout().is_terminal();
-    let keep = work.is_some();
-    let work = work.unwrap_or_else(|| {
-        let stamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        std::env::temp_dir().join(format!("netlab-{}-{stamp}", std::process::id()))
-    });
+    // A directory of our own is removed however the run ends (a panic included).
+    let (_scratch, work) = match work {
+        Some(work) => (None, work),
+        None => {
+            let scratch = Scratch::new("demo");
+            let path = scratch.path().to_owned();
+            (Some(scratch), path)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    let passed = runtime.block_on(walk(scenario, live, &work));
-    if !keep {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    passed
+    runtime.block_on(body(live, work))
 }
 
 async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool> {
@@ -88,15 +104,26 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
 
     // Convergence.
     let total = lab.links().len();
-    let mut redraw = Redraw::new(live);
+    let mut table = live.then(LiveTable::new);
+    let mut last_line: Option<Instant> = None;
     let converged = lab
         .run_until_done(Duration::from_secs(60), |lab| {
             let (up, _) = lab.tunnels_up();
-            redraw.progress(&format!("  tunnels up {up}/{total}"));
+            match table.as_mut() {
+                Some(table) => table.draw(lab, "converging"),
+                None if last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) => {
+                    last_line = Some(Instant::now());
+                    println!("  tunnels up {up}/{total}");
+                }
+                None => {}
+            }
             up == total
         })
         .await;
-    redraw.done();
+    if let Some(table) = table.as_mut() {
+        table.draw_now(&lab, "converged");
+        table.finish();
+    }
     steps.push(Step {
         what: format!(
             "{} nodes enrolled, {total} tree tunnels up",
@@ -178,6 +205,10 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
             if across { "flows" } else { "does NOT flow" }
         ),
     });
+    if let Some(table) = table.as_mut() {
+        table.draw_now(&lab, "after the cut");
+        table.finish();
+    }
     println!("{}", line(steps.last()));
     lab.set_path(province, PathChoice::Primary, true)?;
     let failback = lab
@@ -343,40 +374,4 @@ fn line(step: Option<&Step>) -> String {
         step.took.map_or("—".into(), |t| format!("{t:.0?}")),
         step.note
     )
-}
-
-/// A line redrawn in place on a terminal, printed now and then otherwise.
-struct Redraw {
-    live: bool,
-    last: Option<Instant>,
-}
-
-impl Redraw {
-    fn new(live: bool) -> Redraw {
-        Redraw { live, last: None }
-    }
-
-    fn progress(&mut self, text: &str) {
-        let every = if self.live {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(1)
-        };
-        if self.last.is_some_and(|t| t.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        if self.live {
-            print!("\r{text}");
-            let _ = std::io::stdout().flush();
-        } else {
-            println!("{text}");
-        }
-    }
-
-    fn done(&self) {
-        if self.live {
-            println!();
-        }
-    }
 }

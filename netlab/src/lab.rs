@@ -162,7 +162,10 @@ impl LabOptions {
                 ..ProbeSettings::default()
             },
             report_every: Duration::from_secs(2),
-            parallel_enrollments: 16,
+            // Each agent's request waits ~40 ms on its own connection (a round trip alone:
+            // see `benches/scale.rs`), so 32 in flight keep the controller busy; beyond
+            // that the national lab enrolls no faster on 2 cores.
+            parallel_enrollments: 32,
             seed: 2006,
         }
     }
@@ -421,15 +424,19 @@ impl Lab {
                     self.root_pem.clone(),
                     Arc::clone(&self.model),
                 );
-                running.spawn(async move {
+                // On a blocking-pool thread: the agent writes its keys and bundle with
+                // fsync'd file writes inside its async enrollment, and dozens of those on
+                // the runtime's two workers would stall the controller's TLS and HTTP on
+                // the same workers for every sync. The connection stays on the runtime.
+                let runtime = tokio::runtime::Handle::current();
+                running.spawn_blocking(move || {
                     let planes = [Listen {
                         plane: PLANE,
                         listen,
                         backup: Some(backup),
                     }];
-                    let bundle = dir
-                        .enroll(controller, &token, &root, id, &planes, &model)
-                        .await
+                    let bundle = runtime
+                        .block_on(dir.enroll(controller, &token, &root, id, &planes, &model))
                         .map_err(|e| LabError::Agent {
                             node: id,
                             reason: e.to_string(),
@@ -939,6 +946,45 @@ impl Lab {
         &self.controller_dir
     }
 
+    /// Switches the controller to another policy, as an engineer's `PUT /v1/policy` does
+    /// (checked as agents will load it, recorded in the store and its change log), and
+    /// pushes the new bundles at once; returns how many bundles changed.
+    pub async fn set_policy(&self, text: String) -> Result<usize, LabError> {
+        let controller = self.controller()?;
+        tokio::task::spawn_blocking(move || {
+            let sources = ModelSources {
+                policy: Some(text.clone()),
+                ..ModelSources::default()
+            };
+            Model::load(&sources).map_err(|problems| LabError::Model(problems.to_string()))?;
+            controller
+                .store
+                .write(|tx| tx.set_setting("policy", &text, "netlab"))
+                .map_err(|e| LabError::Controller(e.to_string()))?;
+            controller
+                .reconcile(wall_clock())
+                .map_err(|e| LabError::Controller(e.to_string()))
+        })
+        .await
+        .map_err(|e| LabError::Controller(e.to_string()))?
+    }
+
+    /// Packets the zone filters of every running node have denied so far.
+    pub fn denied_total(&self) -> u64 {
+        let now = clock();
+        self.members
+            .iter()
+            .filter_map(|m| m.core.as_ref())
+            .map(|core| {
+                core.status(now)
+                    .planes
+                    .iter()
+                    .map(|p| p.default_denied)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     /// Stops everything.
     pub async fn stop(mut self) {
         for member in &mut self.members {
@@ -1005,3 +1051,35 @@ fn addresses(i: usize) -> (SocketAddr, SocketAddr) {
 /// An IPv4 TCP SYN from `src` to `dst` on `port` (the opening of a flow the zone filters
 /// decide on): see [`agent::probe::tcp_syn`].
 pub use agent::probe::tcp_syn as syn;
+
+/// A lab's work directory under the system's temporary directory, removed when dropped —
+/// on panics too, so a failed test leaves nothing behind.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// A new directory named `netlab-{name}-{pid}-{nanoseconds}` (made by the lab itself).
+    pub fn new(name: &str) -> Scratch {
+        let stamp = wall_clock()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Scratch {
+            path: std::env::temp_dir()
+                .join(format!("netlab-{name}-{}-{stamp}", std::process::id())),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -10,6 +10,11 @@
 // The demo reads the clock to time each step it shows.
 #[allow(clippy::disallowed_methods)]
 mod demo;
+// The table and the run command read the clock to show elapsed times.
+#[allow(clippy::disallowed_methods)]
+mod live;
+#[allow(clippy::disallowed_methods)]
+mod play;
 
 use std::process::ExitCode;
 
@@ -39,6 +44,32 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         work: Option<std::path::PathBuf>,
     },
+    /// Play a scenario: build its nodes and links, carry out its timeline, verify its
+    /// checks; exits 0 when every check held.
+    Run {
+        /// A built-in scenario (national, province-14, streets) or a scenario file's path.
+        scenario: String,
+        /// No live link table: progress lines and the report only.
+        #[arg(long)]
+        headless: bool,
+        /// Where the lab keeps its controller and agent directories (default: a new
+        /// temporary directory, removed afterwards).
+        #[arg(long, value_name = "DIR")]
+        work: Option<std::path::PathBuf>,
+    },
+    /// List the built-in scenarios with what each shows.
+    Scenarios,
+}
+
+fn scenarios() -> anyhow::Result<bool> {
+    for name in netlab::scenario::builtins() {
+        let scenario = netlab::scenario::Scenario::load(name)?;
+        println!(
+            "{name:<12} {} ({:?})",
+            scenario.description, scenario.duration
+        );
+    }
+    Ok(true)
 }
 
 fn main() -> ExitCode {
@@ -56,6 +87,14 @@ fn main() -> ExitCode {
             headless,
             work,
         } => demo::run(&scenario, headless, work),
+        Command::Run {
+            scenario,
+            headless,
+            work,
+        } => demo::in_lab(headless, work, |live, dir| async move {
+            play::play(&scenario, live, &dir).await
+        }),
+        Command::Scenarios => scenarios(),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -5,23 +5,12 @@
 //! agents keep forwarding while the controller is down and take its bundles again after.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agent::control::{ModelSources, PathChoice};
 use agent::model::Model;
-use netlab::lab::{Lab, LabOptions, LabTopology, syn};
+use netlab::lab::{Lab, LabOptions, LabTopology, Scratch, syn};
 use topology::{NodeId, Tier, Zone};
-
-fn work() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "netlab-national-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_national_lab_converges_fails_over_and_outlives_its_controller() {
@@ -34,9 +23,9 @@ async fn the_national_lab_converges_fails_over_and_outlives_its_controller() {
         .filter(|n| model.network.node(model.network.lookup(n).unwrap()).tier == Tier::City)
         .collect();
     assert!(topology.nodes.len() > 370, "{}", topology.nodes.len());
-    let work = work();
+    let work = Scratch::new("national");
     let started = Instant::now();
-    let mut lab = Lab::start(&topology, LabOptions::new(&work), |_| {})
+    let mut lab = Lab::start(&topology, LabOptions::new(work.path()), |_| {})
         .await
         .unwrap();
     let enrolled = started.elapsed();
@@ -116,8 +105,18 @@ async fn the_national_lab_converges_fails_over_and_outlives_its_controller() {
         .unwrap(),
         "agents forward while the controller is down"
     );
+    // The controller comes back: every agent resynchronises (follows it and reports).
     lab.restart_controller().await.unwrap();
-    lab.run_for(Duration::from_millis(500)).await;
+    let nodes = lab.nodes().count();
+    let resynced = lab
+        .run_until_done(Duration::from_secs(20), |lab| {
+            lab.reporting_agents() == nodes
+        })
+        .await;
+    assert!(
+        resynced.is_some(),
+        "{} of {nodes} agents report to the restarted controller",
+        lab.reporting_agents()
+    );
     lab.stop().await;
-    let _ = std::fs::remove_dir_all(&work);
 }

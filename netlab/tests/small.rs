@@ -3,23 +3,12 @@
 //! going away.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use agent::control::{ModelSources, PathChoice};
 use agent::model::Model;
-use netlab::lab::{Lab, LabOptions, LabTopology};
+use netlab::lab::{Lab, LabOptions, LabTopology, Scratch};
 use topology::{NodeId, Zone};
-
-fn work(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "netlab-{name}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ))
-}
 
 fn id(text: &str) -> NodeId {
     text.parse().unwrap()
@@ -29,8 +18,8 @@ fn id(text: &str) -> NodeId {
 async fn a_cut_primary_fails_over_to_the_backup_and_back() {
     let model = Model::load(&ModelSources::default()).unwrap();
     let topology = LabTopology::tree(&model, vec![id("dc:ministry"), id("dc:14"), id("dc:1401")]);
-    let work = work("small");
-    let mut lab = Lab::start(&topology, LabOptions::new(&work), |_| {})
+    let work = Scratch::new("small");
+    let mut lab = Lab::start(&topology, LabOptions::new(work.path()), |_| {})
         .await
         .unwrap();
     let converged = lab
@@ -97,5 +86,4 @@ async fn a_cut_primary_fails_over_to_the_backup_and_back() {
     );
     lab.restart_controller().await.unwrap();
     lab.stop().await;
-    let _ = std::fs::remove_dir_all(&work);
 }

@@ -5,18 +5,29 @@
 //! wrong) and issued, the node and its certificates recorded, each with its change-log
 //! entry. Anything refused rolls the whole transaction back, so a token is spent only by an
 //! enrollment that succeeded; a replayed token then finds it spent.
+//!
+//! Hundreds of agents enroll at once when a network comes up, so the work is arranged to
+//! share what can be shared and keep the rest out of the way: the CSRs are read and their
+//! signatures checked before the store is touched; the transaction is committed together
+//! with the other enrollments waiting at that moment (a group commit: one `fsync` for all,
+//! each still its own transaction in a savepoint, each answered only after that commit);
+//! and the node's first bundle comes from a reconcile run shared with the enrollments
+//! around it ([`Controller::reconcile_through`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agent::control::{EnrollRequest, EnrollResponse, HealthReport, LONG_POLL, SignedBundle};
+use agent::control::{
+    EnrollRequest, EnrollResponse, HealthReport, LONG_POLL, PlaneEnrollment, SignedBundle,
+};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use pki::request::{Request, read_request_pem};
+use pki::AuthorityScope;
+use pki::request::{NodeRequest, Request, read_request_pem};
 use serde::Deserialize;
 
 use super::access::Connection;
@@ -51,16 +62,32 @@ async fn enroll(
         return Err(ApiError::bad_request("no plane to enroll on"));
     }
     let worker = Arc::clone(&controller);
-    let (node, certificates) =
-        tokio::task::spawn_blocking(move || enroll_now(&worker, &request, super::wall_clock()))
+    let enrolled =
+        tokio::task::spawn_blocking(move || enroll_now(&worker, request, super::wall_clock()))
             .await
             .map_err(ApiError::internal)??;
+    let Enrolled {
+        node,
+        certificates,
+        through,
+        scope,
+        kept,
+    } = enrolled;
+    // The node's first bundle (a reconcile run that read the log after this enrollment:
+    // concurrent enrollments share runs), while the certificates are filed in the CA
+    // directory; the answer waits for both.
     let now = super::wall_clock();
     let worker = Arc::clone(&controller);
-    tokio::task::spawn_blocking(move || worker.reconcile(now))
+    let filing =
+        tokio::task::spawn_blocking(move || file_certificates(&worker, node, scope, &kept));
+    let worker = Arc::clone(&controller);
+    let reconciled = tokio::task::spawn_blocking(move || worker.reconcile_through(through, now));
+    let filed = filing.await;
+    reconciled
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    filed.map_err(ApiError::internal)?;
     let current = controller
         .current(&node)
         .ok_or_else(|| ApiError::internal(format!("no bundle computed for {node}")))?;
@@ -72,31 +99,61 @@ async fn enroll(
     }))
 }
 
-type Issued = (topology::NodeId, Vec<(topology::Plane, String)>);
+/// An enrollment committed.
+struct Enrolled {
+    node: topology::NodeId,
+    /// Each plane's certificate chain (PEM).
+    certificates: Vec<(topology::Plane, String)>,
+    /// The change log's last entry of the enrollment: bundles must reflect it.
+    through: u64,
+    /// The CA that issued, and what it issued (to file in the CA directory).
+    scope: AuthorityScope,
+    kept: Vec<pki::Issued>,
+}
+
+/// A plane's CSR as read (its signature checked), or why it is refused.
+type ReadCsr = Result<NodeRequest, String>;
 
 fn enroll_now(
-    controller: &Controller,
-    request: &EnrollRequest,
+    controller: &Arc<Controller>,
+    request: EnrollRequest,
     now: SystemTime,
-) -> Result<Issued, ApiError> {
+) -> Result<Enrolled, ApiError> {
     let model = controller.model();
-    let result = controller.store.write(|tx| {
-        let node = tx.redeem_token(&request.token, now)?;
-        let authority = controller
-            .authority_for(&node)
-            .map_err(|e| refused(format!("no CA for {node}: {e}")))?;
+    // Before the store: each plane's CSR is read and its signature checked (the request's
+    // own content: nothing is issued or stored on it yet), and the CA of the node the
+    // request names is loaded — work that needs no lock. The refusals are reported inside
+    // the transaction, after the token's, in the order they always were.
+    let planes: Vec<(PlaneEnrollment, ReadCsr)> = request
+        .planes
+        .into_iter()
+        .map(|plane| {
+            let csr = read_csr(&plane);
+            (plane, csr)
+        })
+        .collect();
+    let named = planes
+        .iter()
+        .find_map(|(_, csr)| csr.as_ref().ok())
+        .map(|csr| csr.binding.node);
+    let preloaded = named.and_then(|node| controller.authority_for(&node).ok());
+    let token = request.token;
+    let worker = Arc::clone(controller);
+    // One transaction per enrollment, committed with whatever other enrollments are
+    // waiting (one fsync for all of them); acknowledged only once that commit returns.
+    let result = controller.store.write_grouped(move |tx| {
+        let node = tx.redeem_token(&token, now)?;
+        let authority = match preloaded {
+            Some(authority) if authority.scope() == AuthorityScope::of_node(&node) => authority,
+            _ => worker
+                .authority_for(&node)
+                .map_err(|e| refused(format!("no CA for {node}: {e}")))?,
+        };
         let who = format!("agent:{node}");
         let mut certificates = Vec::new();
         let mut kept = Vec::new();
-        for plane in &request.planes {
-            let Request::Node(csr) = read_request_pem(plane.csr.as_bytes())
-                .map_err(|e| refused(format!("{} plane: {e}", plane.plane)))?
-            else {
-                return Err(refused(format!(
-                    "{} plane: an operator certificate request, not a node's",
-                    plane.plane
-                )));
-            };
+        for (plane, csr) in &planes {
+            let csr = csr.as_ref().map_err(|why| refused(why.clone()))?;
             if csr.binding.node != node {
                 return Err(refused(format!(
                     "the {} plane's certificate request is for {}, but the token is for {node}",
@@ -111,7 +168,7 @@ fn enroll_now(
             }
             let issued = authority
                 .issue_node(
-                    &csr,
+                    csr,
                     &model.network,
                     &model.allocation,
                     now,
@@ -148,21 +205,49 @@ fn enroll_now(
             certificates.push((plane.plane, chain));
             kept.push(issued);
         }
-        Ok((node, certificates, authority.scope(), kept))
+        let through = tx.change_head()?.map_or(0, |(seq, _)| seq);
+        Ok(Enrolled {
+            node,
+            certificates,
+            through,
+            scope: authority.scope(),
+            kept,
+        })
     });
-    let (node, certificates, scope, kept) = result.map_err(|err| match err {
+    result.map_err(|err| match err {
         StoreError::Token(refusal) => ApiError::forbidden(format!("enrollment token: {refusal}")),
         StoreError::Invalid { what } => ApiError::bad_request(what),
         other => ApiError::internal(other),
-    })?;
-    // Only an enrollment that committed leaves certificates in the CA directory (which
-    // `cert list` and `cert revoke` read); one that was refused issued nothing.
-    for issued in &kept {
+    })
+}
+
+/// Files an enrollment's certificates in the CA directory (which `cert list` and `cert
+/// revoke` read). Only an enrollment that committed does: one that was refused issued
+/// nothing. The store already holds them; a file that cannot be written is logged.
+fn file_certificates(
+    controller: &Controller,
+    node: topology::NodeId,
+    scope: AuthorityScope,
+    kept: &[pki::Issued],
+) {
+    for issued in kept {
         if let Err(err) = controller.ca.keep_issued(scope, issued) {
             tracing::error!(%node, serial = %issued.serial, %err, "certificate not kept in the CA directory");
         }
     }
-    Ok((node, certificates))
+}
+
+/// Reads a plane's CSR and checks its signature: a node's request, or why not (the message
+/// an enrollment refused on it gives).
+fn read_csr(plane: &PlaneEnrollment) -> ReadCsr {
+    match read_request_pem(plane.csr.as_bytes()) {
+        Ok(Request::Node(csr)) => Ok(csr),
+        Ok(_) => Err(format!(
+            "{} plane: an operator certificate request, not a node's",
+            plane.plane
+        )),
+        Err(e) => Err(format!("{} plane: {e}", plane.plane)),
+    }
 }
 
 /// A refusal inside a store transaction (it rolls back).

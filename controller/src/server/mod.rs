@@ -9,16 +9,17 @@
 //!   `GET /v1/agent/bundle?after=V` (long-poll), `POST /v1/agent/health`.
 //! - Operators ([`admin`]): resources under `/v1/…`, read by role, changed by engineers.
 //!
-//! Config follows the store. A reconciler ([`Controller::reconcile`]) recomputes every
-//! node's bundle when the change log grows or a CRL file changes (whoever made the change:
-//! this server, or the command line on the same directory), gives a node a new version only
-//! when its bundle's content changed, signs it, and wakes the long-polls.
+//! Config follows the store. A reconciler ([`Controller::reconcile`], in [`reconcile`])
+//! recomputes every node's bundle when the change log grows or a CRL file changes (whoever
+//! made the change: this server, or the command line on the same directory), gives a node a
+//! new version only when its bundle's content changed, signs it, and wakes the long-polls.
 
 pub mod access;
 pub mod admin;
 pub mod agents;
 mod error;
 pub mod monitor;
+mod reconcile;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use agent::control::{ModelSources, ProbeSettings, SignedBundle};
+use agent::control::{ModelSources, SignedBundle};
 use agent::model::Model;
 use axum::Router;
 use axum::extract::State;
@@ -35,13 +36,12 @@ use hyper_util::rt::TokioIo;
 use pki::store::CaDir;
 use pki::tls::{Caller, Credentials, SharedTrust};
 use pki::{Authority, AuthorityScope, PrivateKey};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use topology::NodeId;
 use tower::ServiceExt;
 
-use crate::bundles::{self, Roster};
+use crate::bundles;
 use crate::health::HealthState;
 use crate::store::Store;
 
@@ -116,7 +116,7 @@ pub struct Controller {
     bundles: RwLock<HashMap<NodeId, Current>>,
     /// Bumped whenever a bundle changes: the long-polls wait on it.
     generation: watch::Sender<u64>,
-    reconciling: Mutex<Fingerprint>,
+    reconciling: Mutex<reconcile::Fingerprint>,
     /// Link health from the agents' reports.
     pub health: Mutex<HealthState>,
     /// Alert rules and open alerts.
@@ -135,17 +135,6 @@ pub struct Controller {
 struct Model_ {
     model: Arc<Model>,
     sources: ModelSources,
-}
-
-/// What the reconciler last computed from: the change log's length and the trust files.
-#[derive(Debug, Clone, Default)]
-struct Fingerprint {
-    changes: u64,
-    trust: String,
-    /// The policy and probe settings.
-    globals: String,
-    /// Each enrollment as it was: (plane, node) → what a bundle takes from it.
-    records: HashMap<(topology::Plane, NodeId), String>,
 }
 
 impl Controller {
@@ -195,7 +184,7 @@ impl Controller {
             bundles: RwLock::new(HashMap::new()),
             generation: watch::channel(0).0,
             // No trust hash matches the empty one: the first reconcile always computes.
-            reconciling: Mutex::new(Fingerprint::default()),
+            reconciling: Mutex::new(reconcile::Fingerprint::default()),
             health: Mutex::new(HealthState::default()),
             alerts: Mutex::new(alerts),
             requests: crate::metrics::ApiRequests::new()
@@ -233,149 +222,6 @@ impl Controller {
         self.ca.authority(AuthorityScope::of_node(node))
     }
 
-    /// Recomputes every bundle if the change log or a CRL changed since the last time; new
-    /// versions for bundles whose content changed. Returns how many nodes got one.
-    pub fn reconcile(&self, now: SystemTime) -> Result<usize, ServeError> {
-        let mut last = lock(&self.reconciling);
-        let changes = self
-            .store
-            .read(|tx| tx.change_head())?
-            .map_or(0, |(seq, _)| seq);
-        let trust = bundles::trust_section(&self.ca)?;
-        let trust_hash = hex::encode(Sha256::digest(
-            [trust.root.as_str()]
-                .into_iter()
-                .chain(trust.intermediates.iter().map(String::as_str))
-                .chain(trust.crls.iter().map(String::as_str))
-                .collect::<String>()
-                .as_bytes(),
-        ));
-        if last.changes == changes && last.trust == trust_hash {
-            return Ok(0);
-        }
-        if last.trust != trust_hash {
-            self.trust.replace(self.ca.trust_bundle()?);
-        }
-        self.reload_policy()?;
-        let (model, sources) = {
-            let state = read(&self.state);
-            (Arc::clone(&state.model), state.sources.clone())
-        };
-        let probes = self
-            .store
-            .read(|tx| tx.setting("probes"))?
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_else(ProbeSettings::default);
-        let globals = hex::encode(Sha256::digest(
-            format!(
-                "{}|{}",
-                sources.policy.as_deref().unwrap_or_default(),
-                serde_json::to_string(&probes).unwrap_or_default()
-            )
-            .as_bytes(),
-        ));
-        let enrolled = self.store.read(|tx| tx.nodes())?;
-        let records: HashMap<(topology::Plane, NodeId), String> = enrolled
-            .iter()
-            .map(|r| {
-                let digest = format!(
-                    "{}|{}|{:?}|{}|{}",
-                    r.wireguard_key,
-                    r.listen,
-                    r.backup_listen,
-                    r.serial,
-                    r.certificate_pem.len()
-                );
-                ((r.plane, r.node), digest)
-            })
-            .collect();
-        let roster = Roster::new(&model, sources, trust, probes, &enrolled);
-        // What must be computed again: everything when the trust, the policy or the probe
-        // settings changed; otherwise the nodes whose enrollment changed, their parents and
-        // their children (whose peer lists name them) — so an enrollment costs a few
-        // bundles, not the whole network's.
-        let everything = last.trust != trust_hash || last.globals != globals;
-        let all: std::collections::HashSet<NodeId> = roster.nodes().into_iter().collect();
-        let targets: Vec<NodeId> = if everything {
-            roster.nodes()
-        } else {
-            let mut changed: std::collections::BTreeSet<NodeId> = records
-                .iter()
-                .filter(|(key, digest)| last.records.get(*key) != Some(*digest))
-                .map(|((_, node), _)| *node)
-                .collect();
-            changed.extend(
-                last.records
-                    .keys()
-                    .filter(|key| !records.contains_key(*key))
-                    .map(|(_, node)| *node),
-            );
-            let mut affected = changed.clone();
-            for node in &changed {
-                affected.extend(roster.neighbours(*node));
-            }
-            affected.into_iter().filter(|n| all.contains(n)).collect()
-        };
-        // Each bundle and its content hash first; then one store transaction (one fsync)
-        // that keeps the version of each unchanged bundle and numbers the changed ones.
-        let computed: Vec<(NodeId, agent::control::Bundle, String)> = targets
-            .iter()
-            .filter_map(|node| roster.bundle(*node))
-            .map(|bundle| {
-                let hash = bundles::content_hash(&bundle);
-                (bundle.node, bundle, hash)
-            })
-            .collect();
-        let versions: Vec<u64> = self.store.write(|tx| {
-            computed
-                .iter()
-                .map(|(node, _, hash)| match tx.last_bundle(node)? {
-                    Some((version, last)) if last == *hash => Ok(version),
-                    _ => {
-                        let version = tx.next_config_version()?;
-                        tx.record_bundle(node, version, hash, now)?;
-                        Ok(version)
-                    }
-                })
-                .collect()
-        })?;
-        let mut updated = 0;
-        let mut signed_now = Vec::new();
-        {
-            let known = read(&self.bundles);
-            for ((node, mut bundle, _), version) in computed.into_iter().zip(versions) {
-                if known.get(&node).is_some_and(|c| c.version == version) {
-                    continue;
-                }
-                bundle.version = version;
-                let signed = SignedBundle::sign(&bundle, &self.key, &self.chain).map_err(|e| {
-                    ServeError::Identity {
-                        path: identity_paths(&self.dir).0,
-                        reason: e.to_string(),
-                    }
-                })?;
-                signed_now.push((node, Current { version, signed }));
-                updated += 1;
-            }
-        }
-        {
-            let mut bundles = write(&self.bundles);
-            bundles.retain(|node, _| all.contains(node));
-            bundles.extend(signed_now);
-        }
-        *last = Fingerprint {
-            changes,
-            trust: trust_hash,
-            globals,
-            records,
-        };
-        if updated > 0 {
-            self.generation.send_modify(|g| *g += 1);
-            tracing::info!(nodes = updated, "new config bundles");
-        }
-        Ok(updated)
-    }
-
     /// Publishes the next CRL of every CA whose current one is two thirds through its
     /// life (as certificates renew at 2/3), so agents never hold an overdue CRL — an agent
     /// treats unknown revocation status as revoked. Returns how many were published; the
@@ -407,21 +253,6 @@ impl Controller {
         Ok(published)
     }
 
-    /// Loads the policy the store holds if it is not the one in use.
-    fn reload_policy(&self) -> Result<(), ServeError> {
-        let policy = self.store.read(|tx| tx.setting("policy"))?;
-        if read(&self.state).sources.policy == policy {
-            return Ok(());
-        }
-        let sources = ModelSources {
-            policy,
-            ..ModelSources::default()
-        };
-        let model = Model::load(&sources).map_err(|e| ServeError::Model(e.to_string()))?;
-        *write(&self.state) = Model_ { model, sources };
-        Ok(())
-    }
-
     /// Serves on `listener` until `shutdown` resolves; the reconciler runs alongside.
     pub async fn serve(
         self: Arc<Controller>,
@@ -436,7 +267,7 @@ impl Controller {
         let tls = pki::tls::controller_server_config(Arc::clone(&self.trust), credentials)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let app = router(Arc::clone(&self));
-        let reconciler = tokio::spawn(reconcile_forever(Arc::clone(&self)));
+        let reconciler = tokio::spawn(reconcile::reconcile_forever(Arc::clone(&self)));
         let evaluator = tokio::spawn(monitor::evaluate_forever(Arc::clone(&self)));
         let poller = lock(&self.poller)
             .take()
@@ -570,30 +401,6 @@ async fn remember_operator(controller: &Arc<Controller>, op: &pki::verify::Opera
     if !matches!(done, Ok(Ok(()))) {
         tracing::warn!(login = %op.login, "operator not recorded");
         lock(&controller.operators_seen).remove(&(op.login.clone(), op.role, op.province.clone()));
-    }
-}
-
-async fn reconcile_forever(controller: Arc<Controller>) {
-    let mut tick = tokio::time::interval(RECONCILE_EVERY);
-    let mut next_crl_check = tokio::time::Instant::now();
-    loop {
-        tick.tick().await;
-        let check_crls = tokio::time::Instant::now() >= next_crl_check;
-        if check_crls {
-            next_crl_check += CRL_CHECK_EVERY;
-        }
-        let controller = Arc::clone(&controller);
-        let done = tokio::task::spawn_blocking(move || {
-            let now = wall_clock();
-            if check_crls {
-                controller.refresh_crls(now)?;
-            }
-            controller.reconcile(now)
-        })
-        .await;
-        if let Ok(Err(err)) = done {
-            tracing::warn!(%err, "reconcile");
-        }
     }
 }
 

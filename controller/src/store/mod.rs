@@ -97,11 +97,15 @@
 //!
 //! [`Store`] is `Send + Sync`: one connection behind a mutex, so transactions run one at a
 //! time. Calls block on disk I/O (a commit waits for `fsync`); async code should call them
-//! from `spawn_blocking`.
+//! from `spawn_blocking`. Writes that come in bursts from many callers at once (enrollments)
+//! use [`Store::write_grouped`]: the writes waiting when the connection comes free share one
+//! transaction and one `fsync`, each in its own savepoint, each acknowledged only after that
+//! commit (see [`group`]).
 
 mod alerts;
 mod certificates;
 mod changes;
+mod group;
 mod migrations;
 mod nodes;
 mod operators;
@@ -110,7 +114,7 @@ mod time;
 mod tokens;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -177,6 +181,10 @@ pub enum StoreError {
         /// What is wrong with the request.
         what: String,
     },
+    /// A grouped write was dropped unanswered (the thread committing its group died before
+    /// it could say); it may or may not be on disk.
+    #[error("the group commit holding this write was abandoned: it may or may not be on disk")]
+    Abandoned,
 }
 
 /// Tags a SQLite error with what the store was doing.
@@ -201,6 +209,10 @@ pub(crate) fn invalid(what: impl Into<String>) -> StoreError {
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Grouped writes waiting for the next group commit ([`Store::write_grouped`]).
+    queue: Mutex<group::Queue>,
+    /// Told whenever a group commit ends.
+    committed: Condvar,
 }
 
 impl std::fmt::Debug for Store {
@@ -249,6 +261,8 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             path: path.to_owned(),
+            queue: Mutex::new(group::Queue::default()),
+            committed: Condvar::new(),
         })
     }
 
@@ -324,6 +338,12 @@ impl Store {
     /// connection and is taken over.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The grouped writes waiting. Nothing runs a write under this lock, so a write's panic
+    /// never poisons it; taking it over is safe anyway.
+    fn queue(&self) -> MutexGuard<'_, group::Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
