@@ -162,6 +162,10 @@ impl ControllerClient {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Connect { addr, source })?;
+        // Requests are small and answered at once: without this, every request waits for
+        // the controller's delayed ACK (~40 ms per call on Linux, measured by the lab's
+        // scale bench: 44 ms a request, 2 ms with it). Failing to set it costs only speed.
+        let _ = tcp.set_nodelay(true);
         // Identity is the controller's certificate, not this name.
         let name = ServerName::IpAddress(addr.ip().into());
         let tls = self

@@ -210,7 +210,7 @@ impl<'a> Roster<'a> {
 const CONTENT_HASH_TAG: &[u8] = b"jinbao bundle content v2\n";
 
 /// The content hash of a bundle, version aside: what decides whether a node gets a new one.
-/// SHA-256 (hex) over [`CONTENT_HASH_TAG`], the SHA-256 of the trust section's JSON, and
+/// SHA-256 (hex) over a tag naming this layout, the SHA-256 of the trust section's JSON, and
 /// the JSON of the bundle with version 0 and an empty trust section (see the module docs).
 pub fn content_hash(bundle: &Bundle) -> String {
     // Every field by name: a field added to `Bundle` must be added here to compile.

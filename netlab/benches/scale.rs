@@ -31,7 +31,7 @@
 //! ([`Node::new`]). Each step runs on every core of the machine (`std::thread::scope`:
 //! independent nodes, no shared state to speak of).
 //!
-//! Run: `cargo bench -p netlab --bench scale` (about two minutes). `-- --only national` or
+//! Run: `cargo bench -p netlab --bench scale` (one to two minutes). `-- --only national` or
 //! `-- --only streets` runs one part (for `perf record`); `-- --streets-cores N` starts N
 //! streets cores (a sample spread over the whole footprint; by default as many as fit in
 //! [`CORE_BUDGET`], the rest extrapolated and marked so); `-- --quick` starts 200.
@@ -645,20 +645,38 @@ fn cores_child(args: &[String]) -> Result<()> {
     let streets = Streets::load(&model, scratch)?;
     let ca = Authorities::load(&CaDir::at(controller_dir))?;
     let n = streets.members.len();
-    // One core per thread first, to size the sample.
-    let probe: Vec<usize> = (0..threads()).map(|t| t * n / threads()).collect();
-    let (_, one, _) = streets.start(&model, &ca, controller_dir, &probe, "")?;
-    let fits = (CORE_BUDGET.as_secs_f64() / one.as_secs_f64().max(1e-6)) as usize * probe.len();
-    let count = match cap.as_str() {
-        "auto" => fits,
-        number => number.parse().context("the cap")?,
-    }
-    .clamp(1, n);
-    let sample: Vec<usize> = (0..count).map(|k| k * n / count).collect();
+    // A few cores first, to size the sample; then the sample, in an order whose every
+    // prefix spreads over the whole footprint, until the budget is spent.
+    let order = spread(n);
+    let probe = &order[..(4 * threads()).min(n)];
+    let (_, took, _) = streets.start(&model, &ca, controller_dir, probe, None, "")?;
+    let (count, deadline) = match cap.as_str() {
+        "auto" => {
+            let rate = probe.len() as f64 / took.as_secs_f64().max(1e-6);
+            let count = (CORE_BUDGET.as_secs_f64() * rate * 1.5) as usize;
+            (count, Some(Instant::now() + CORE_BUDGET))
+        }
+        number => (number.parse().context("the cap")?, None),
+    };
+    let sample = &order[..count.clamp(1, n)];
+    let label = "streets: cores";
     let (started, took, kib) =
-        streets.start(&model, &ca, controller_dir, &sample, "streets: cores")?;
+        streets.start(&model, &ca, controller_dir, sample, deadline, label)?;
     println!("cores {started} {} {kib}", took.as_nanos());
     Ok(())
+}
+
+/// `0..n` in an order whose every prefix is spread evenly over `0..n`: steps of about
+/// n / φ, coprime with n, so the order visits each index once.
+fn spread(n: usize) -> Vec<usize> {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let mut step = ((n as f64) / 1.618_034) as usize | 1;
+    while n > 1 && gcd(step, n) != 1 {
+        step += 2;
+    }
+    (0..n).map(|k| k * step % n.max(1)).collect()
 }
 
 /// The streets footprint with each node's key directory and tree neighbours.
@@ -704,14 +722,16 @@ impl Streets {
     }
 
     /// Certificates for `which` and their neighbours (from the CSRs their keys give), then
-    /// the cores of `which`, each from its bundle: (started, wall-clock time, RSS growth in
-    /// KiB over the cores alone). The cores are dropped after the measurement.
+    /// the cores of `which`, each from its bundle, until `deadline` if any: (started,
+    /// wall-clock time, RSS growth in KiB over the cores alone). The cores are dropped after
+    /// the measurement.
     fn start(
         &self,
         model: &Arc<Model>,
         ca: &Authorities,
         controller_dir: &Path,
         which: &[usize],
+        deadline: Option<Instant>,
         label: &str,
     ) -> Result<(usize, Duration, u64)> {
         let mut needed: Vec<usize> = which
@@ -734,6 +754,9 @@ impl Streets {
         let roster = roster(model, controller_dir, &records)?;
         let rss_before = rss()?;
         let (cores, took) = par_map(label, which, |_, &i| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
             let member = &self.members[i];
             let bundle = roster
                 .bundle(member.node)
@@ -742,10 +765,12 @@ impl Streets {
             let key = read_wireguard_secret(&path)?;
             let (now, wall) = (Instant::now(), SystemTime::now());
             Node::new(&bundle, &[(PLANE, key)], Arc::clone(model), now, wall)
+                .map(Some)
                 .map_err(|e| anyhow!("{}: {e}", member.node))
         })?;
         let rss_after = rss()?;
-        Ok((cores.len(), took, rss_after.saturating_sub(rss_before)))
+        let started = cores.iter().flatten().count();
+        Ok((started, took, rss_after.saturating_sub(rss_before)))
     }
 }
 

@@ -9,7 +9,7 @@
 //!   `GET /v1/agent/bundle?after=V` (long-poll), `POST /v1/agent/health`.
 //! - Operators ([`admin`]): resources under `/v1/…`, read by role, changed by engineers.
 //!
-//! Config follows the store. A reconciler ([`Controller::reconcile`], in [`reconcile`])
+//! Config follows the store. A reconciler ([`Controller::reconcile`], in `reconcile.rs`)
 //! recomputes every node's bundle when the change log grows or a CRL file changes (whoever
 //! made the change: this server, or the command line on the same directory), gives a node a
 //! new version only when its bundle's content changed, signs it, and wakes the long-polls.

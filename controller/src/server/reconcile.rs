@@ -59,7 +59,8 @@ impl Controller {
 
     /// Makes sure the bundles reflect the change log at least through entry `seq` (say, an
     /// enrollment's last entry): returns `Ok(0)` at once if a run that read the log after it
-    /// has finished, else runs [`reconcile`](Self::reconcile). See the [module docs](self).
+    /// has finished, else runs [`reconcile`](Self::reconcile). Enrollments arriving together
+    /// thus share runs: one run serves every enrollment committed before it began.
     pub fn reconcile_through(&self, seq: u64, now: SystemTime) -> Result<usize, ServeError> {
         let last = lock(&self.reconciling);
         if last.changes >= seq {

@@ -73,9 +73,13 @@ impl GroupFailure {
 
 impl Store {
     /// [`write`](Self::write), committed together with whatever other grouped writes are
-    /// waiting (see the [module docs](self)): `Ok` is still the acknowledgement that this
-    /// write is on disk. For writes that arrive in bursts — enrollments, the bundle versions
-    /// that follow them. Blocks like [`write`](Self::write); call it from `spawn_blocking`.
+    /// waiting: one transaction and one `fsync` for the group, each write in a savepoint of
+    /// its own. Each write keeps the promises of `write`: `Ok` only once the commit holding
+    /// it has returned (if that commit fails, every write of the group hears the error);
+    /// a write that fails or panics is rolled back alone (a panic resumes in its caller);
+    /// the writes of a group run in the order they were queued, each seeing the ones
+    /// before it. For writes that arrive in bursts — enrollments, the bundle versions that
+    /// follow them. Blocks like `write`; call it from `spawn_blocking`.
     pub fn write_grouped<T: Send + 'static>(
         &self,
         f: impl for<'a, 'b> FnOnce(&'b mut Tx<'a>) -> Result<T, StoreError> + Send + 'static,

@@ -100,7 +100,7 @@
 //! from `spawn_blocking`. Writes that come in bursts from many callers at once (enrollments)
 //! use [`Store::write_grouped`]: the writes waiting when the connection comes free share one
 //! transaction and one `fsync`, each in its own savepoint, each acknowledged only after that
-//! commit (see [`group`]).
+//! commit ([`Store::write_grouped`] says how).
 
 mod alerts;
 mod certificates;
