@@ -3,14 +3,14 @@
 //! step with its verdict. With a terminal (and without `--headless`) a table of the worst
 //! links is redrawn in place while the lab runs.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use agent::control::{ModelSources, PathChoice, PeerHealth};
 use agent::model::Model;
 use anyhow::{Context, Result, bail};
-use netlab::lab::{Lab, LabOptions, LabTopology, Progress, Scratch};
+use netlab::lab::{Lab, LabTopology, Scratch};
 
 use crate::live::LiveTable;
 use topology::{NodeId, Zone};
@@ -72,34 +72,7 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
         topology.nodes.len(),
         topology.links.len()
     );
-    let started = Instant::now();
-    let mut shown = Instant::now();
-    let mut lab = Lab::start(
-        &topology,
-        LabOptions::new(work),
-        |progress| match progress {
-            Progress::ControllerUp => println!(
-                "  controller up: CAs, store, HTTPS on 127.0.0.1 ({:.1?})",
-                started.elapsed()
-            ),
-            Progress::Enrolled(n, total) => {
-                if live {
-                    print!("\r  enrolled {n}/{total}");
-                    let _ = std::io::stdout().flush();
-                } else if n == total || shown.elapsed() >= Duration::from_secs(1) {
-                    shown = Instant::now();
-                    println!("  enrolled {n}/{total} ({:.1?})", started.elapsed());
-                }
-            }
-            Progress::TunnelsUp(..) => {}
-        },
-    )
-    .await
-    .context("starting the lab")?;
-    if live {
-        println!();
-    }
-    let enrolled = started.elapsed();
+    let (mut lab, enrolled) = crate::play::start_lab(&topology, work, live).await?;
     let mut steps = Vec::new();
 
     // Convergence.

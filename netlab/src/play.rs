@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use agent::control::ModelSources;
 use agent::model::Model;
 use anyhow::{Context, Result};
-use netlab::lab::{Lab, LabOptions, Progress};
+use netlab::lab::{Lab, LabOptions, LabTopology, Progress};
 use netlab::scenario::Scenario;
 
 use crate::live::LiveTable;
@@ -30,36 +30,9 @@ pub(crate) async fn play(name_or_path: &str, live: bool, work: &Path) -> Result<
         topology.links.len(),
         scenario.description
     );
-    let started = Instant::now();
-    let mut shown = Instant::now();
-    let mut lab = Lab::start(
-        &topology,
-        LabOptions::new(work),
-        |progress| match progress {
-            Progress::ControllerUp => println!(
-                "  controller up: CAs, store, HTTPS on 127.0.0.1 ({:.1?})",
-                started.elapsed()
-            ),
-            Progress::Enrolled(n, total) => {
-                if live {
-                    print!("\r  enrolled {n}/{total}");
-                    let _ = std::io::stdout().flush();
-                } else if n == total || shown.elapsed() >= Duration::from_secs(1) {
-                    shown = Instant::now();
-                    println!("  enrolled {n}/{total} ({:.1?})", started.elapsed());
-                }
-            }
-            Progress::TunnelsUp(..) => {}
-        },
-    )
-    .await
-    .context("starting the lab")?;
-    if live {
-        println!();
-    }
+    let (mut lab, enrolled) = start_lab(&topology, work, live).await?;
     println!(
-        "  every agent enrolled after {:.1?}; the scenario's clock starts now ({:?} long)",
-        started.elapsed(),
+        "  every agent enrolled after {enrolled:.1?}; the scenario's clock starts now ({:?} long)",
         scenario.duration
     );
     let mut table = live.then(LiveTable::new);
@@ -90,4 +63,37 @@ pub(crate) async fn play(name_or_path: &str, live: bool, work: &Path) -> Result<
     lab.stop().await;
     println!("\n{report}");
     Ok(report.passed())
+}
+
+/// Starts the lab on `topology` with a progress display (enrolled n/N, redrawn in place on
+/// a terminal, a line a second otherwise); returns it with how long it took.
+pub(crate) async fn start_lab(
+    topology: &LabTopology,
+    work: &Path,
+    live: bool,
+) -> Result<(Lab, Duration)> {
+    let started = Instant::now();
+    let mut shown = Instant::now();
+    let lab = Lab::start(topology, LabOptions::new(work), |progress| match progress {
+        Progress::ControllerUp => println!(
+            "  controller up: CAs, store, HTTPS on 127.0.0.1 ({:.1?})",
+            started.elapsed()
+        ),
+        Progress::Enrolled(n, total) => {
+            if live {
+                print!("\r  enrolled {n}/{total}");
+                let _ = std::io::stdout().flush();
+            } else if n == total || shown.elapsed() >= Duration::from_secs(1) {
+                shown = Instant::now();
+                println!("  enrolled {n}/{total} ({:.1?})", started.elapsed());
+            }
+        }
+        Progress::TunnelsUp(..) => {}
+    })
+    .await
+    .context("starting the lab")?;
+    if live {
+        println!();
+    }
+    Ok((lab, started.elapsed()))
 }
