@@ -84,6 +84,9 @@ pub struct Bundle {
     /// The zone policy and, when not the embedded defaults, the plan and network.
     #[serde(default)]
     pub model: ModelSources,
+    /// How conference media is told apart from other traffic (ports, markings).
+    #[serde(default, skip_serializing_if = "ConferenceMedia::is_default")]
+    pub conference: ConferenceMedia,
     /// One overlay instance per plane the node is on.
     pub planes: Vec<PlaneConfig>,
 }
@@ -258,6 +261,77 @@ pub struct PeerConfig {
     /// Persistent keepalive in seconds, for peers behind NAT.
     #[serde(default)]
     pub keepalive_s: Option<u16>,
+    /// Conference bandwidth reserved toward this peer, and the link's capacity.
+    #[serde(default, skip_serializing_if = "LinkQos::is_empty")]
+    pub qos: LinkQos,
+}
+
+/// The ports conference media uses between MCUs and terminals, and how it is marked (RFC
+/// 4594: interactive video AF41, telephony-grade audio EF). MCUs and terminals sit in their
+/// site's exchange zone; a reserved flow is UDP between two sites' exchange prefixes with a
+/// port (either end) in one of these ranges. Both ranges are what H.323/SIP terminals are
+/// commonly configured with: audio RTP/RTCP low, video above it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConferenceMedia {
+    /// Audio RTP/RTCP ports (inclusive), marked EF.
+    pub audio_ports: [u16; 2],
+    /// Video RTP/RTCP ports (inclusive), marked AF41.
+    pub video_ports: [u16; 2],
+}
+
+impl Default for ConferenceMedia {
+    fn default() -> Self {
+        ConferenceMedia {
+            audio_ports: [16_384, 16_999],
+            video_ports: [17_000, 32_767],
+        }
+    }
+}
+
+impl ConferenceMedia {
+    fn is_default(&self) -> bool {
+        *self == ConferenceMedia::default()
+    }
+}
+
+/// What a tunnel carries for conferences: the link's capacity (the rate everything sent to
+/// the peer is shaped to while a reservation is in its window) and the reservations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkQos {
+    /// The underlay link's capacity toward the peer, kbit/s.
+    #[serde(default)]
+    pub capacity_kbps: Option<u64>,
+    /// Conference reservations on this link in the direction toward the peer.
+    #[serde(default)]
+    pub reservations: Vec<Reservation>,
+}
+
+impl LinkQos {
+    /// Nothing reserved and no capacity: the field is left out of the bundle.
+    pub fn is_empty(&self) -> bool {
+        self.capacity_kbps.is_none() && self.reservations.is_empty()
+    }
+}
+
+/// One booking's hold on one link direction: from its test window's start to its end, the
+/// conference's media between the listed sites gets strict priority up to `rate_kbps`
+/// (bitrate plus IP/UDP/RTP and tunnel overhead, as the controller reserved it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reservation {
+    /// The booking, for counters and logs.
+    pub booking: u64,
+    /// The window's start (the test window's), Unix seconds.
+    pub from_unix_s: u64,
+    /// The conference's end, Unix seconds.
+    pub until_unix_s: u64,
+    /// The reserved rate toward the peer, kbit/s.
+    pub rate_kbps: u64,
+    /// The site pairs whose media this covers: each an MCU's exchange prefix and a
+    /// terminal's (or a cascaded MCU's); matched in either direction.
+    pub flows: Vec<[IpNet; 2]>,
 }
 
 impl Bundle {

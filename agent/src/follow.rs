@@ -342,7 +342,7 @@ impl AgentDir {
 }
 
 /// The bundle's trust section as a verifier.
-fn trust_of(bundle: &Bundle) -> Result<TrustBundle, FollowError> {
+fn trust_of(bundle: &Bundle) -> Result<std::sync::Arc<TrustBundle>, FollowError> {
     crate::node::trust_bundle(bundle).map_err(|e| FollowError::Tls(e.to_string()))
 }
 

@@ -415,6 +415,7 @@ fn a_packet_never_leaves_through_another_planes_instance() {
                 backup: None,
                 allowed: vec![allowed],
                 keepalive_s: None,
+                qos: Default::default(),
             }],
         };
     let now = Instant::now();

@@ -173,6 +173,7 @@ fn start_city(lab: &mut Netns, pki: &Lab, parts: &Parts) {
         backup: None,
         allowed: vec![parts.site_block],
         keepalive_s: None,
+        qos: Default::default(),
     }];
     let config = lab.write("city.toml", &bundle.to_toml());
     lab.start_agent(&config);

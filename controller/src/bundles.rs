@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use agent::control::{
-    BUNDLE_FORMAT, Bundle, FilterSettings, ModelSources, PeerConfig, PeerRole, PlaneConfig,
-    ProbeSettings, Trust,
+    BUNDLE_FORMAT, Bundle, FilterSettings, LinkQos, ModelSources, PeerConfig, PeerRole,
+    PlaneConfig, ProbeSettings, Trust,
 };
 use agent::model::Model;
 use pki::AuthorityScope;
@@ -38,6 +38,7 @@ use pki::store::CaDir;
 use sha2::{Digest, Sha256};
 use topology::{NodeId, Plane};
 
+use crate::conference::enforce::{CONFERENCE_PLANE, LinkCapacities, LinkReservations};
 use crate::store::NodeRecord;
 
 /// Why the trust section could not be read.
@@ -67,6 +68,8 @@ pub struct Roster<'a> {
     filter: FilterSettings,
     enrolled: HashMap<(Plane, NodeId), &'a NodeRecord>,
     children: HashMap<(Plane, NodeId), Vec<NodeId>>,
+    /// Conference reservations by sending node and peer, and those links' capacities.
+    conferences: (LinkReservations, LinkCapacities),
 }
 
 impl<'a> Roster<'a> {
@@ -101,6 +104,31 @@ impl<'a> Roster<'a> {
             filter: FilterSettings::default(),
             enrolled: by_node,
             children,
+            conferences: Default::default(),
+        }
+    }
+
+    /// The roster with conference reservations ([`crate::conference::enforce::reservations`]):
+    /// each goes to the peer it is sent toward, on the conference plane, with the link's
+    /// capacity for shaping.
+    pub fn with_conferences(
+        mut self,
+        reserved: LinkReservations,
+        capacities: LinkCapacities,
+    ) -> Roster<'a> {
+        self.conferences = (reserved, capacities);
+        self
+    }
+
+    /// What `node` reserves toward `peer` on `plane`: nothing off the conference plane.
+    fn qos(&self, plane: Plane, node: NodeId, peer: NodeId) -> LinkQos {
+        let (reserved, capacities) = &self.conferences;
+        match reserved.get(&(node, peer)) {
+            Some(reservations) if plane == CONFERENCE_PLANE => LinkQos {
+                capacity_kbps: capacities.get(&(node, peer)).copied(),
+                reservations: reservations.clone(),
+            },
+            _ => LinkQos::default(),
         }
     }
 
@@ -155,6 +183,7 @@ impl<'a> Roster<'a> {
             probes: self.probes.clone(),
             filter: self.filter.clone(),
             model: self.sources.clone(),
+            conference: Default::default(),
             planes,
         })
     }
@@ -175,6 +204,7 @@ impl<'a> Roster<'a> {
                 backup: uplink.backup_listen,
                 allowed: vec![everything],
                 keepalive_s: None,
+                qos: self.qos(plane, node, parent),
             });
         }
         for child in self.children.get(&(plane, node)).into_iter().flatten() {
@@ -193,6 +223,7 @@ impl<'a> Roster<'a> {
                 backup: None,
                 allowed: vec![block],
                 keepalive_s: None,
+                qos: self.qos(plane, node, *child),
             });
         }
         Some(PlaneConfig {
@@ -222,6 +253,7 @@ pub fn content_hash(bundle: &Bundle) -> String {
         probes: bundle.probes.clone(),
         filter: bundle.filter.clone(),
         model: bundle.model.clone(),
+        conference: bundle.conference.clone(),
         planes: bundle.planes.clone(),
     };
     content_digest(&trust_digest(&bundle.trust), &shell)

@@ -41,6 +41,7 @@
 
 pub mod booking;
 pub mod config;
+pub mod enforce;
 pub mod form;
 pub mod overhead;
 pub mod plan;

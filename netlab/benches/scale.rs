@@ -395,20 +395,19 @@ async fn refused_enrollment(client: &ControllerClient, csr: &str) -> Result<()> 
 // ── where the rest goes ──────────────────────────────────────────────────────────────
 
 /// Costs outside the controller and the lab's driver, measured on the national lab's
-/// controller directory: each agent's trust bundle (its core and its follower each build
-/// one), one request's round trip on its own, one durable file.
+/// controller directory: the agents' trust bundle (built once per trust section and shared:
+/// a real agent process pays it once at start, the lab once for all its agents), one
+/// request's round trip on its own, one durable file.
 fn context(model: &Arc<Model>, dir: &Path, work: &Path, table: &mut Table) -> Result<()> {
     table.section("where the rest goes (same run)".into());
-    let nodes = LabTopology::national(model).nodes.len() as u32;
     let trust = bundles::trust_section(&CaDir::at(dir))?;
     let per_build = trust_bundle_build(&trust)?;
     table.row(
         &format!(
-            "trust bundle from a bundle ({} CRLs checked), ×{}",
+            "trust bundle built ({} CRLs checked), once per process",
             trust.crls.len(),
-            2 * nodes
         ),
-        per_build * 2 * nodes,
+        per_build,
         Some(per_build),
         "",
         "CPU",

@@ -42,9 +42,9 @@ pub use controller::{
 pub struct SharedTrust(RwLock<Arc<TrustBundle>>);
 
 impl SharedTrust {
-    /// Shares `bundle`.
-    pub fn new(bundle: TrustBundle) -> Arc<SharedTrust> {
-        Arc::new(SharedTrust(RwLock::new(Arc::new(bundle))))
+    /// Shares `bundle` (owned, or already shared with other verifiers).
+    pub fn new(bundle: impl Into<Arc<TrustBundle>>) -> Arc<SharedTrust> {
+        Arc::new(SharedTrust(RwLock::new(bundle.into())))
     }
 
     /// The bundle in force.
@@ -56,12 +56,12 @@ impl SharedTrust {
     }
 
     /// Puts `bundle` in force for every handshake from now on.
-    pub fn replace(&self, bundle: TrustBundle) {
+    pub fn replace(&self, bundle: impl Into<Arc<TrustBundle>>) {
         let mut guard = match self.0.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *guard = Arc::new(bundle);
+        *guard = bundle.into();
     }
 }
 

@@ -173,21 +173,19 @@ impl VerifyError {
 /// Refuses a CRL whose signature does not verify under the bundle's CA that issued it, when
 /// the bundle is built rather than at the first handshake, so a tampered CRL is reported as
 /// the CRL's fault. A CRL from a CA the bundle does not hold (its certificate comes with a
-/// peer's chain) is checked by webpki when it is used.
-fn check_crl_signature<'a>(
+/// peer's chain) is checked by webpki when it is used. `authorities` are the bundle's CAs,
+/// parsed once for all its CRLs (a national bundle has ~30 CAs and as many CRLs).
+fn check_crl_signature(
     der: &CertificateRevocationListDer<'_>,
-    mut authorities: impl Iterator<Item = &'a CertificateDer<'static>>,
+    authorities: &[x509_parser::certificate::X509Certificate<'_>],
 ) -> Result<(), VerifyError> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::prelude::FromDer;
     use x509_parser::revocation_list::CertificateRevocationList;
     let (_, crl) = CertificateRevocationList::from_der(der.as_ref())
         .map_err(|e| VerifyError::Malformed(format!("CRL: {e}")))?;
-    let issuer = authorities.find_map(|ca| {
-        X509Certificate::from_der(ca.as_ref())
-            .ok()
-            .map(|(_, cert)| cert)
-            .filter(|cert| cert.subject().as_raw() == crl.issuer().as_raw())
-    });
+    let issuer = authorities
+        .iter()
+        .find(|cert| cert.subject().as_raw() == crl.issuer().as_raw());
     match issuer {
         Some(issuer) => crl.verify_signature(issuer.public_key()).map_err(|_| {
             VerifyError::BadRevocationList(format!(
@@ -311,10 +309,19 @@ impl TrustBundle {
                 Ok((der.clone(), scope))
             })
             .collect::<Result<_, VerifyError>>()?;
+        let authorities: Vec<_> = std::iter::once(&root)
+            .chain(&intermediates)
+            .filter_map(|ca| {
+                use x509_parser::prelude::FromDer;
+                x509_parser::certificate::X509Certificate::from_der(ca.as_ref())
+                    .ok()
+                    .map(|(_, cert)| cert)
+            })
+            .collect();
         let crls = crls
             .iter()
             .map(|der| {
-                check_crl_signature(der, std::iter::once(&root).chain(&intermediates))?;
+                check_crl_signature(der, &authorities)?;
                 BorrowedCertRevocationList::from_der(der.as_ref())
                     .and_then(|crl| crl.to_owned())
                     .map(CertRevocationList::from)

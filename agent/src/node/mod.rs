@@ -275,7 +275,40 @@ fn shape(bundle: &Bundle) -> Bundle {
 }
 
 /// The bundle's root, issuing CAs and CRLs as a verifier.
-pub(crate) fn trust_bundle(bundle: &Bundle) -> Result<TrustBundle, NodeError> {
+///
+/// Building one checks every CRL's signature (a national bundle carries ~30 CAs and as many
+/// CRLs: a few milliseconds), and an agent needs the same verifier for its core, for its
+/// controller connection and for every bundle it opens, while netlab runs hundreds of agents
+/// with one trust section in one process. So verifiers are kept by their trust section's
+/// exact text — compared whole, not by a hash — and a changed CRL list builds a new one.
+pub(crate) fn trust_bundle(bundle: &Bundle) -> Result<Arc<TrustBundle>, NodeError> {
+    /// Trust sections seen most recently, newest last; a few, since a CRL update briefly
+    /// has agents on both the old and the new section.
+    const KEPT: usize = 4;
+    static BUILT: std::sync::Mutex<Vec<(crate::control::Trust, Arc<TrustBundle>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let lookup = |built: &Vec<(crate::control::Trust, Arc<TrustBundle>)>| {
+        built
+            .iter()
+            .find(|(trust, _)| *trust == bundle.trust)
+            .map(|(_, verifier)| Arc::clone(verifier))
+    };
+    if let Some(verifier) = lookup(&BUILT.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(verifier);
+    }
+    let verifier = Arc::new(build_trust_bundle(bundle)?);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(raced) = lookup(&built) {
+        return Ok(raced);
+    }
+    if built.len() == KEPT {
+        built.remove(0);
+    }
+    built.push((bundle.trust.clone(), Arc::clone(&verifier)));
+    Ok(verifier)
+}
+
+fn build_trust_bundle(bundle: &Bundle) -> Result<TrustBundle, NodeError> {
     let bad = |what: &str| NodeError::Trust(format!("{what} is not PEM"));
     let root = CertificateDer::from_pem_slice(bundle.trust.root.as_bytes())
         .map_err(|_| bad("the root"))?;

@@ -232,6 +232,7 @@ impl Lab {
             backup: with_backup.then_some(member.backup),
             allowed,
             keepalive_s: None,
+            qos: Default::default(),
         }
     }
 
@@ -261,6 +262,7 @@ impl Lab {
             probes,
             filter: FilterSettings::default(),
             model: ModelSources::default(),
+            conference: Default::default(),
             planes: vec![PlaneConfig {
                 plane: PLANE,
                 listen: member.listen,
