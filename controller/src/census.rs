@@ -17,8 +17,10 @@
 //!   plane the questionnaire is about) carries traffic now — up, degraded or on its backup
 //!   path ([`LinkState::carries_traffic`](crate::health::LinkState::carries_traffic)).
 //!   Down, unknown (no fresh report from either end) and never-reported links do not count.
-//! - Video-linked cities are given by the caller (the conference scheduler's live links):
-//!   a set of city data-centre ids; empty today.
+//! - Video-linked cities are given by the caller: the nodes taking part in a conference that
+//!   is live at the census time — main venues, the sites its streams reach, the MCUs it
+//!   cascades through ([`live_sites`](crate::bookings::live_sites)). A city counts when it is
+//!   among them.
 //!
 //! # Municipalities
 //!

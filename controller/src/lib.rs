@@ -7,7 +7,7 @@
 //!   connectivity census — sans-IO, time passed in.
 //! - [`conference`]: video-conference scheduling — booking forms, states, MCU cascades on
 //!   the tree, admission control over time with refusals that explain themselves, preemption
-//!   (sans-IO: the store, API and agent enforcement are still to come).
+//!   (sans-IO); [`bookings`]: the scheduler kept in step with the store.
 //! - [`snmp`]: polling underlay devices (IF-MIB counters into rates).
 //! - [`metrics`]: the controller's Prometheus exposition.
 //! - [`bundles`], [`server`]: config bundles per agent, and the HTTPS (mutual TLS) service for
@@ -16,6 +16,7 @@
 //! The `jinbao-controller` command line (plan, policy, CAs, serve) is the binary.
 
 pub mod alerts;
+pub mod bookings;
 pub mod bundles;
 pub mod census;
 pub mod conference;

@@ -3,7 +3,7 @@
 //! Today: the national model, IP plan and zone policy (`plan …`, `policy …`), answered from
 //! the embedded defaults or the files given with `--plan`, `--network` and `--policy`; and
 //! the CAs (`ca …`, `cert …`, `crl …`), kept in the controller directory `--dir`; and the
-//! controller itself (`init`, `serve`, `node …`, `config …`).
+//! controller itself (`init`, `serve`, `node …`, `config …`, `conf …`).
 
 mod cli;
 
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{ca, cert, crl, plan, policy, serve};
+use cli::{ca, cert, conf, crl, plan, policy, serve};
 
 /// Jinbao WAN controller (金保工程 secure WAN).
 #[derive(Debug, Parser)]
@@ -84,6 +84,10 @@ enum Command {
     /// Publish configuration to the agents.
     #[command(subcommand)]
     Config(serve::ConfigCommand),
+    /// Video-conference bookings: file, approve, place (with preemption), cancel, list,
+    /// and what is left to book on a link.
+    #[command(subcommand)]
+    Conf(conf::ConfCommand),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Serve { listen, metrics } => serve::serve(dir, listen, metrics),
         Command::Node(command) => serve::node(command, dir, &files, now, &mut out),
         Command::Config(command) => serve::config(command, dir, &mut out),
+        Command::Conf(command) => conf::run(command, dir, &files, now, &mut out),
     };
     match outcome {
         Ok(code) => code,

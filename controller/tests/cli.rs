@@ -173,7 +173,7 @@ fn policy_check_accepts_the_shipped_policy_and_refuses_a_leaky_one() {
     assert!(output.status.success(), "{}", stdout(&output));
     assert!(
         stdout(&output)
-            .contains("accepted — 14 rules, 1 soft-exchange gateway(s), 13 tests passed"),
+            .contains("accepted — 16 rules, 1 soft-exchange gateway(s), 15 tests passed"),
         "{}",
         stdout(&output)
     );

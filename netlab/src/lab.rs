@@ -713,6 +713,24 @@ impl Lab {
             .is_some_and(|core| core.planes().iter().any(|p| p.handshaken(peer)))
     }
 
+    /// What `node`'s agent did to enforce conference reservations on its tunnel to `peer`
+    /// (`None` when it holds none for that peer).
+    pub fn conference_counters(
+        &self,
+        node: NodeId,
+        peer: NodeId,
+    ) -> Option<agent::node::qos::QosCounters> {
+        let core = self.members[*self.index.get(&node)?].core.as_ref()?;
+        core.planes()
+            .iter()
+            .find_map(|plane| plane.conference_counters(peer))
+    }
+
+    /// The running controller, for tests that drive it directly (as its admin API would).
+    pub fn running_controller(&self) -> Option<Arc<Controller>> {
+        self.controller().ok()
+    }
+
     /// Tree tunnels up (both ends handshaken), of all.
     pub fn tunnels_up(&self) -> (usize, usize) {
         let up = self

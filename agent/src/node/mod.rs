@@ -21,6 +21,7 @@
 mod output;
 mod peer;
 mod plane;
+pub mod qos;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,8 +149,9 @@ impl Node {
     }
 
     /// Applies a newer bundle for the same node. A bundle that differs from the running one
-    /// only in its trust section (a CRL update: the way a revocation arrives) is applied in
-    /// place, so every other tunnel keeps its session; anything else rebuilds the instances.
+    /// only in its trust section (a CRL update: the way a revocation arrives) or its
+    /// conference reservations is applied in place, so every other tunnel keeps its session;
+    /// anything else rebuilds the instances.
     /// The underlay addresses cannot move while running (the sockets are bound): such a
     /// bundle is refused, and the agent must be restarted on it.
     pub fn reconfigure(
@@ -174,6 +176,11 @@ impl Node {
         }
         if shape(bundle) == self.shape && Arc::ptr_eq(&model, &self.model) {
             let dropped = self.update_trust(bundle, wall)?;
+            for instance in &mut self.planes {
+                if let Some(config) = bundle.planes.iter().find(|p| p.plane == instance.plane()) {
+                    instance.update_conferences(config, &bundle.conference, now, wall);
+                }
+            }
             self.version = bundle.version;
             return Ok(Reconfigured::Trust(dropped));
         }
@@ -262,7 +269,8 @@ impl Node {
     }
 }
 
-/// A bundle without what can change in place: its version and its trust section.
+/// A bundle without what can change in place: its version, its trust section, and its
+/// conference reservations (a booking must not cost every tunnel of the node its session).
 fn shape(bundle: &Bundle) -> Bundle {
     let mut shape = bundle.clone();
     shape.version = 0;
@@ -271,6 +279,12 @@ fn shape(bundle: &Bundle) -> Bundle {
         intermediates: Vec::new(),
         crls: Vec::new(),
     };
+    shape.conference = Default::default();
+    for plane in &mut shape.planes {
+        for peer in &mut plane.peers {
+            peer.qos = Default::default();
+        }
+    }
     shape
 }
 

@@ -42,6 +42,8 @@ pub(crate) struct Peer {
     pub(crate) waits_until: Option<Instant>,
     /// Its allowed prefixes as (family, network bits, mask): checked on every packet.
     sources: Vec<(bool, u128, u128)>,
+    /// Conference reservations toward it, when it has any (see `qos`).
+    pub(crate) shaper: Option<super::qos::LinkShaper>,
 }
 
 impl Peer {
@@ -89,6 +91,7 @@ impl Peer {
             reported: PeerHealth::Unknown,
             waits_until: None,
             sources: config.allowed.iter().map(|net| prefix_bits(*net)).collect(),
+            shaper: None,
         })
     }
 

@@ -20,6 +20,7 @@ use pki::{TrustBundle, WireGuardKey};
 use topology::{NodeId, Plane, Zone};
 
 use super::peer::{Peer, check_certificate};
+use super::qos::{self, Lane, LinkShaper};
 use super::{NodeError, Outputs};
 use crate::control::{Bundle, PathChoice, PeerHealth, PeerRole, PlaneConfig, PlaneStatus};
 use crate::filter::{Verdict, ZoneFilter};
@@ -110,6 +111,7 @@ impl PlaneNode {
             );
             match admitted {
                 Ok(mut peer) => {
+                    peer.shaper = LinkShaper::new(&peer_config.qos, &bundle.conference, now, wall);
                     if !opens(WireGuardKey(public.to_bytes()), &peer) {
                         peer.waits_until = Some(now + OPEN_GRACE);
                     }
@@ -330,20 +332,20 @@ impl PlaneNode {
         {
             if let Some(reply) = probe.on_message(now, &message) {
                 let reply = probe_packet(*ours, *theirs, &reply);
-                self.encapsulate(index, Cleartext::Local(&reply), out);
+                self.encapsulate(now, index, Cleartext::Probe(&reply), out);
             }
             return;
         }
         match self.route(now, Some(index), packet) {
             Some(Next::Deliver) => out.commit_deliver(self.plane, len),
-            Some(Next::Peer(to)) => self.encapsulate(to, Cleartext::Decrypted(len), out),
+            Some(Next::Peer(to)) => self.encapsulate(now, to, Cleartext::Decrypted(len), out),
             None => {}
         }
     }
 
     pub(super) fn handle_local(&mut self, now: Instant, packet: &[u8], out: &mut Outputs) {
         if let Some(Next::Peer(to)) = self.route(now, None, packet) {
-            self.encapsulate(to, Cleartext::Local(packet), out);
+            self.encapsulate(now, to, Cleartext::Local(packet), out);
         }
     }
 
@@ -373,13 +375,40 @@ impl PlaneNode {
     }
 
     /// Encrypts a packet into peer `index`'s tunnel, straight into `out`, and sends it on the
-    /// peer's current path.
-    fn encapsulate(&mut self, index: usize, packet: Cleartext<'_>, out: &mut Outputs) {
+    /// peer's current path — or, while the tunnel has a conference reservation in force,
+    /// marks conference media and lets the peer's shaper decide when (see `qos`).
+    fn encapsulate(
+        &mut self,
+        now: Instant,
+        index: usize,
+        packet: Cleartext<'_>,
+        out: &mut Outputs,
+    ) {
         let Some(Some(peer)) = self.peers.get_mut(index) else {
             return;
         };
+        let lane = match &mut peer.shaper {
+            Some(shaper) if shaper.active(now) => Some(match packet {
+                Cleartext::Probe(_) => (Lane::Control, None),
+                Cleartext::Local(packet) => shaper.classify(now, packet),
+                Cleartext::Decrypted(len) => shaper.classify(now, out.decrypted(len)),
+            }),
+            _ => None,
+        };
+        let marked;
+        let packet = match (packet, lane) {
+            (Cleartext::Local(packet) | Cleartext::Probe(packet), Some((_, Some(dscp)))) => {
+                marked = qos::marked(packet, dscp);
+                Cleartext::Local(&marked)
+            }
+            (Cleartext::Decrypted(len), Some((_, Some(dscp)))) => {
+                qos::mark(&mut out.spare(len)[..len], dscp);
+                Cleartext::Decrypted(len)
+            }
+            (packet, _) => packet,
+        };
         let (len, sealed) = match packet {
-            Cleartext::Local(packet) => (
+            Cleartext::Local(packet) | Cleartext::Probe(packet) => (
                 packet.len(),
                 sealed(peer.tunn.encapsulate(packet, out.spare(BUFFER))),
             ),
@@ -396,6 +425,12 @@ impl PlaneNode {
             (Ok(sealed), Some((local, remote))) => {
                 peer.traffic.tx_packets += 1;
                 peer.traffic.tx_bytes += len as u64;
+                if let (Some(shaper), Some((lane, _))) = (&mut peer.shaper, lane)
+                    && !shaper.send_now(now, lane, sealed, remote)
+                {
+                    shaper.enqueue(now, lane, local, remote, &out.spare(sealed)[..sealed]);
+                    return;
+                }
                 out.commit_transmit(self.plane, local, remote, sealed);
             }
             (Ok(_), None) => self.unroutable += 1,
@@ -406,7 +441,54 @@ impl PlaneNode {
         }
     }
 
+    /// Puts a new bundle's conference reservations in force on the running tunnels; what
+    /// a shaper still queues moves to its successor.
+    pub(super) fn update_conferences(
+        &mut self,
+        config: &PlaneConfig,
+        media: &crate::control::ConferenceMedia,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        for peer in self.peers.iter_mut().flatten() {
+            let Some(wanted) = config.peers.iter().find(|p| p.node == peer.config.node) else {
+                continue;
+            };
+            peer.config.qos = wanted.qos.clone();
+            let mut shaper = LinkShaper::new(&wanted.qos, media, now, wall);
+            match (&mut shaper, peer.shaper.take()) {
+                (Some(new), Some(old)) => new.inherit(old),
+                (None, Some(old)) => shaper = Some(old.draining()),
+                _ => {}
+            }
+            peer.shaper = shaper;
+        }
+    }
+
+    /// Conference enforcement counters of the tunnel to `node`, if it has reservations.
+    pub fn conference_counters(&self, node: NodeId) -> Option<qos::QosCounters> {
+        self.peers
+            .iter()
+            .flatten()
+            .find(|p| p.config.node == node)
+            .and_then(|p| p.shaper.as_ref())
+            .map(LinkShaper::counters)
+    }
+
+    /// Sends what the tunnels' shapers release by `now`.
+    fn release_shaped(&mut self, now: Instant, out: &mut Outputs) {
+        let plane = self.plane;
+        for peer in self.peers.iter_mut().flatten() {
+            if let Some(shaper) = &mut peer.shaper {
+                shaper.release(now, |local, remote, datagram| {
+                    out.transmit(plane, local, remote, datagram);
+                });
+            }
+        }
+    }
+
     pub(super) fn handle_timeout(&mut self, now: Instant, out: &mut Outputs) {
+        self.release_shaped(now, out);
         for (to, datagram) in self.paths.poll(now) {
             out.transmit(self.plane, self.listen, to, &datagram);
         }
@@ -459,7 +541,7 @@ impl PlaneNode {
             return;
         }
         for request in requests {
-            self.encapsulate(index, Cleartext::Local(&request), out);
+            self.encapsulate(now, index, Cleartext::Probe(&request), out);
         }
     }
 
@@ -521,7 +603,13 @@ impl PlaneNode {
             .iter()
             .flatten()
             .filter_map(|peer| peer.probe.as_ref().map(|(probe, ..)| probe.next_timeout()));
+        let shaped = self
+            .peers
+            .iter()
+            .flatten()
+            .filter_map(|peer| peer.shaper.as_ref().and_then(LinkShaper::next_release));
         probes
+            .chain(shaped)
             .chain(self.paths.next_timeout())
             .chain([self.next_wireguard_tick, self.next_limiter_reset])
             .min()
@@ -606,6 +694,8 @@ enum Next {
 /// there, being forwarded).
 enum Cleartext<'a> {
     Local(&'a [u8]),
+    /// The agent's own link probe (shaped ahead of everything).
+    Probe(&'a [u8]),
     Decrypted(usize),
 }
 

@@ -2,6 +2,7 @@
 
 pub(crate) mod ca;
 pub(crate) mod cert;
+pub(crate) mod conf;
 pub(crate) mod crl;
 pub(crate) mod model;
 pub(crate) mod plan;

@@ -200,7 +200,7 @@ pub(crate) fn config(command: ConfigCommand, dir: &Path, out: &mut dyn Write) ->
     Ok(ExitCode::SUCCESS)
 }
 
-fn open(dir: &Path) -> Result<Store> {
+pub(crate) fn open(dir: &Path) -> Result<Store> {
     let database = dir.join("controller.db");
     if !database.exists() {
         bail!(

@@ -166,6 +166,30 @@ impl Booking {
         }
     }
 
+    /// A booking as a store kept it: its form, where it is placed and its recorded
+    /// changes, oldest first. `None` when `changes` is empty (every booking was filed).
+    pub fn restore(
+        id: BookingId,
+        form: BookingForm,
+        start: SystemTime,
+        end: SystemTime,
+        changes: Vec<Change>,
+    ) -> Option<Booking> {
+        (!changes.is_empty()).then_some(Booking {
+            id,
+            form,
+            start,
+            end,
+            changes,
+        })
+    }
+
+    /// The recorded changes, oldest first (without those the clock makes; see
+    /// [`history`](Self::history)).
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
     /// When its bandwidth is held from: the test window before the start.
     pub fn test_start(&self) -> SystemTime {
         self.start

@@ -111,6 +111,9 @@ pub enum SchedulerError {
         /// The start asked for.
         start: SystemTime,
     },
+    /// A booking restored under a number already on the books.
+    #[error("booking {0} is already on the books")]
+    Taken(BookingId),
     /// A conference that would be over before `now`.
     #[error("the conference would end at {}, which is past", show(*end))]
     Past {
@@ -383,6 +386,33 @@ impl<N: Borrow<Network>> Scheduler<N> {
             self.hold(id);
         }
         answer
+    }
+
+    /// Takes back a booking as a store kept it (on start, replaying what was acknowledged):
+    /// lays its form out again and, if its last recorded state is scheduled, holds its
+    /// window as it was held when it was admitted, without admitting it again. Later
+    /// bookings get numbers after it. Refused if the number is taken or the form no longer
+    /// lays out on the network.
+    pub fn restore(&mut self, booking: Booking) -> Result<(), SchedulerError> {
+        let id = booking.id;
+        if self.entries.contains_key(&id) {
+            return Err(SchedulerError::Taken(id));
+        }
+        let plan = booking.form.plan(self.network(), &self.config)?;
+        let scheduled = booking.recorded() == State::Scheduled;
+        self.entries.insert(
+            id,
+            Entry {
+                booking,
+                plan,
+                held: None,
+            },
+        );
+        self.next_id = self.next_id.max(id.0.saturating_add(1));
+        if scheduled {
+            self.hold(id);
+        }
+        Ok(())
     }
 
     /// Gives back what bookings that ended by `now` hold, so the ledgers keep only the

@@ -52,6 +52,10 @@ pub enum Need {
     NationalChange,
     /// Taking an alert: an engineer of any scope.
     Acknowledge,
+    /// Booking video conferences (filing, approving, placing, cancelling): an engineer;
+    /// the route then checks the scope against the conference's main venue
+    /// ([`Need::Change`]).
+    Book,
 }
 
 impl Connection {
@@ -95,7 +99,9 @@ pub fn allowed(op: &OperatorIdentity, need: Need) -> Result<(), ApiError> {
     let roles: &[Role] = match need {
         Need::Health => &[Role::Noc, Role::Auditor, Role::Engineer],
         Need::Read => &[Role::Auditor, Role::Engineer],
-        Need::Change(_) | Need::NationalChange | Need::Acknowledge => &[Role::Engineer],
+        Need::Change(_) | Need::NationalChange | Need::Acknowledge | Need::Book => {
+            &[Role::Engineer]
+        }
     };
     if !roles.contains(&op.role) {
         let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
@@ -122,7 +128,7 @@ pub fn allowed(op: &OperatorIdentity, need: Need) -> Result<(), ApiError> {
             "this is a national change and needs an engineer without a province scope; {} is scoped to province {scope}",
             op.login
         ))),
-        Need::Health | Need::Read | Need::Acknowledge => Ok(()),
+        Need::Health | Need::Read | Need::Acknowledge | Need::Book => Ok(()),
     }
 }
 

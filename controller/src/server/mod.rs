@@ -7,7 +7,8 @@
 //!
 //! - Agents ([`agents`]): `POST /v1/enroll` (token + CSRs, no certificate),
 //!   `GET /v1/agent/bundle?after=V` (long-poll), `POST /v1/agent/health`.
-//! - Operators ([`admin`]): resources under `/v1/…`, read by role, changed by engineers.
+//! - Operators ([`admin`]): resources under `/v1/…`, read by role, changed by engineers;
+//!   video-conference bookings ([`conferences`]) under `/v1/conferences`.
 //!
 //! Config follows the store. A reconciler ([`Controller::reconcile`], in `reconcile.rs`)
 //! recomputes every node's bundle when the change log grows or a CRL file changes (whoever
@@ -17,6 +18,7 @@
 pub mod access;
 pub mod admin;
 pub mod agents;
+pub mod conferences;
 mod error;
 pub mod monitor;
 mod reconcile;
@@ -126,6 +128,8 @@ pub struct Controller {
     /// The underlay devices' state, when the store holds an SNMP inventory.
     pub snmp: Option<crate::snmp::DeviceStates>,
     poller: Mutex<Option<crate::snmp::Poller>>,
+    /// The video-conference bookings: the scheduler, kept in step with the store.
+    pub conferences: Mutex<crate::bookings::Desk>,
     /// Operators already recorded in the store (login, role, province), so a connection
     /// writes only when someone new (or newly scoped) calls.
     operators_seen: Mutex<std::collections::HashSet<(String, pki::Role, Option<String>)>>,
@@ -172,6 +176,9 @@ impl Controller {
             ..ModelSources::default()
         };
         let model = Model::load(&sources).map_err(|e| ServeError::Model(e.to_string()))?;
+        // The bookings acknowledged before, on the model's network.
+        let conferences = crate::bookings::Desk::open(model.network.clone(), &store)
+            .map_err(|e| ServeError::Model(format!("conference bookings: {e}")))?;
         let controller = Arc::new(Controller {
             dir: dir.to_owned(),
             store,
@@ -192,6 +199,7 @@ impl Controller {
             snmp: poller.as_ref().map(crate::snmp::Poller::states),
             poller: Mutex::new(poller),
             operators_seen: Mutex::new(std::collections::HashSet::new()),
+            conferences: Mutex::new(conferences),
         });
         controller.reconcile(wall_clock())?;
         Ok(controller)
@@ -410,6 +418,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(agents::routes())
         .merge(admin::routes())
         .merge(monitor::routes())
+        .merge(conferences::routes())
         .fallback(
             |uri: axum::http::Uri| async move { ApiError::not_found(format!("no route {uri}")) },
         )

@@ -226,9 +226,14 @@ async fn census(
 ) -> Result<Response, ApiError> {
     connection.operator(Need::Health)?;
     let model = controller.model();
+    let now = wall_clock();
+    let video: BTreeSet<_> = {
+        let mut desk = lock(&controller.conferences);
+        crate::bookings::live_sites(desk.current(&controller.store)?, now)
+    };
     let census = {
         let health = lock(&controller.health);
-        ConnectivityCensus::compute(&model.network, &health, &BTreeSet::new(), wall_clock())
+        ConnectivityCensus::compute(&model.network, &health, &video, now)
     };
     match query.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(census).into_response()),

@@ -10,7 +10,8 @@
 //!
 //! One run at a time (a mutex), because versions are numbered in order. It is incremental:
 //! unless the trust, the policy or the probe settings changed, only the nodes whose
-//! enrollment changed and their tree neighbours are computed again, so an enrollment costs a
+//! enrollment changed and their tree neighbours, and the nodes whose conference reservations
+//! changed, are computed again, so an enrollment costs a
 //! few bundles, not the whole network's. The versions of one run are recorded in one grouped
 //! store write ([`Store::write_grouped`](crate::store::Store::write_grouped)), which shares
 //! its `fsync` with the enrollments committing at the same moment.
@@ -47,6 +48,8 @@ pub(super) struct Fingerprint {
     globals: String,
     /// Each enrollment as it was: (plane, node) → what a bundle takes from it.
     records: HashMap<(Plane, NodeId), String>,
+    /// Each sending node's conference reservations as they were (their digest).
+    conferences: HashMap<NodeId, String>,
 }
 
 impl Controller {
@@ -99,16 +102,39 @@ impl Controller {
         let globals = globals_hash(&sources, &probes);
         let enrolled = self.store.read(|tx| tx.nodes())?;
         let records = record_digests(&enrolled);
-        let roster = Roster::new(&model, sources, trust, probes, &enrolled);
+        // The held bookings' reservations, for the agents at the sending end of each link.
+        let (reserved, capacities) = {
+            let mut desk = lock(&self.conferences);
+            let scheduler = desk.current(&self.store)?;
+            crate::conference::enforce::reservations(scheduler, &model.allocation, now)
+        };
+        let conferences = conference_digests(&reserved, &capacities);
+        let roster = Roster::new(&model, sources, trust, probes, &enrolled)
+            .with_conferences(reserved, capacities);
         // Everything when the trust, the policy or the probe settings changed; otherwise
         // the nodes whose enrollment changed, their parents and their children (whose peer
-        // lists name them).
+        // lists name them), and the nodes whose conference reservations changed.
         let everything = last.trust != trust_hash || last.globals != globals;
         let all: HashSet<NodeId> = roster.nodes().into_iter().collect();
         let targets = if everything {
             roster.nodes()
         } else {
-            affected(&roster, &last.records, &records, &all)
+            let mut targets = affected(&roster, &last.records, &records, &all);
+            let known: HashSet<NodeId> = targets.iter().copied().collect();
+            let changed: BTreeSet<NodeId> = conferences
+                .iter()
+                .filter(|(node, digest)| last.conferences.get(*node) != Some(*digest))
+                .map(|(node, _)| *node)
+                .chain(
+                    last.conferences
+                        .keys()
+                        .filter(|node| !conferences.contains_key(*node))
+                        .copied(),
+                )
+                .filter(|node| all.contains(node) && !known.contains(node))
+                .collect();
+            targets.extend(changed);
+            targets
         };
         let updated = self.publish(&roster, &targets, &all, now)?;
         *last = Fingerprint {
@@ -116,6 +142,7 @@ impl Controller {
             trust: trust_hash,
             globals,
             records,
+            conferences,
         };
         if updated > 0 {
             self.generation.send_modify(|g| *g += 1);
@@ -239,6 +266,30 @@ fn record_digests(enrolled: &[NodeRecord]) -> HashMap<(Plane, NodeId), String> {
             );
             ((r.plane, r.node), digest)
         })
+        .collect()
+}
+
+/// Each sending node's reservations and the capacities they shape to, as a digest.
+fn conference_digests(
+    reserved: &crate::conference::enforce::LinkReservations,
+    capacities: &crate::conference::enforce::LinkCapacities,
+) -> HashMap<NodeId, String> {
+    let mut by_sender: HashMap<NodeId, Sha256> = HashMap::new();
+    for ((sender, peer), list) in reserved {
+        let hasher = by_sender.entry(*sender).or_default();
+        hasher.update(peer.to_string().as_bytes());
+        hasher.update(serde_json::to_string(list).unwrap_or_default().as_bytes());
+        hasher.update(
+            capacities
+                .get(&(*sender, *peer))
+                .copied()
+                .unwrap_or_default()
+                .to_le_bytes(),
+        );
+    }
+    by_sender
+        .into_iter()
+        .map(|(node, hasher)| (node, hex::encode(hasher.finalize())))
         .collect()
 }
 

@@ -127,6 +127,30 @@ CREATE INDEX certificates_by_expiry ON certificates (not_after_ms);
 CREATE INDEX changes_by_time ON changes (at_ms);
 ",
     },
+    Migration {
+        version: 3,
+        name: "video-conference bookings and their recorded changes",
+        sql: "
+CREATE TABLE conference_bookings (
+    id        INTEGER NOT NULL PRIMARY KEY CHECK (id >= 1),
+    title     TEXT    NOT NULL,
+    form_toml TEXT    NOT NULL,
+    form_json TEXT    NOT NULL,
+    start_ms  INTEGER NOT NULL,
+    end_ms    INTEGER NOT NULL,
+    CHECK (end_ms > start_ms)
+) STRICT;
+CREATE TABLE conference_changes (
+    booking INTEGER NOT NULL REFERENCES conference_bookings (id),
+    n       INTEGER NOT NULL CHECK (n >= 0),
+    state   TEXT    NOT NULL,
+    by      TEXT,
+    at_ms   INTEGER NOT NULL,
+    note    TEXT,
+    PRIMARY KEY (booking, n)
+) STRICT;
+",
+    },
 ];
 
 /// The schema version this build creates and understands.

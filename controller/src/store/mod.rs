@@ -1,6 +1,6 @@
 //! The controller's durable store: nodes, enrollment tokens, issued certificates and their
 //! revocations (the CRL state), config versions, settings documents, alert history, operators,
-//! and the hash-chained change log — one SQLite file.
+//! video-conference bookings, and the hash-chained change log — one SQLite file.
 //!
 //! # Promises
 //!
@@ -12,9 +12,9 @@
 //!   committed is rolled back whole; a write either happened completely or not at all.
 //! - **Every change leaves a trace.** Each mutating [`Tx`] method appends its own entry to the
 //!   change log in the same transaction: enrollment tokens, redemptions, enrollments,
-//!   certificates and revocations, settings, operators, alert acknowledgements; changes with
-//!   no table of their own (bookings, policy pushes…) go through [`Tx::append_change`]. The
-//!   log is a hash chain that [`Store::verify_changes`] checks end to end, reporting the
+//!   certificates and revocations, settings, operators, alert acknowledgements, conference
+//!   bookings; changes with no table of their own (policy pushes…) go through
+//!   [`Tx::append_change`]. The log is a hash chain that [`Store::verify_changes`] checks end to end, reporting the
 //!   sequence number of the first entry that was altered, unlinked or deleted.
 //! - **Secrets are not stored.** Of an enrollment token only the SHA-256 of its secret is
 //!   kept; the token itself is shown once, in [`NewToken`].
@@ -103,6 +103,7 @@
 //! commit ([`Store::write_grouped`] says how).
 
 mod alerts;
+mod bookings;
 mod certificates;
 mod changes;
 mod group;
@@ -120,6 +121,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use alerts::AlertRecord;
+pub use bookings::BookingRecord;
 pub use certificates::{CertificateKind, CertificateRecord};
 pub use changes::{BreakKind, ChainBreak, ChangeEntry, GENESIS_HASH};
 pub use migrations::{MIGRATIONS, Migration, SCHEMA_VERSION};
