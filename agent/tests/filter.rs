@@ -296,7 +296,7 @@ fn a_denied_zone_pair_is_denied_with_the_policy_reason_and_a_record() {
     assert_eq!(got, (province, production, 6, Some(1521), lab.now));
     let want = "dc:14 → dc:1401: default deny: no rule allows business:exchange → \
                 business:production to a child; rule 'exchange-to-production' \
-                (embedded/policy.toml:45) does not apply: its scope is same-site";
+                (embedded/policy.toml:64) does not apply: its scope is same-site";
     assert_eq!(r.reason, want);
     assert!(lab.f.drain_denied().is_empty(), "drained");
     // The same site's exchange may write into production on 1521, and only there.
