@@ -162,6 +162,9 @@ impl Desk {
             // From here the scheduler may change: until the commit says otherwise, it is
             // ahead of the store.
             self.generation = None;
+            // Bookings over by now hold nothing any more: a long-running controller's
+            // ledgers keep only the present and the future (the records stay).
+            self.scheduler.release_ended(now);
             let done = match self.act(tx, &order, actor, who, now) {
                 Ok(done) => done,
                 Err(DeskError::Store(err)) => return Err(err),

@@ -14,10 +14,8 @@
 //! The last four tests pin server bugs found while writing these (now fixed).
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,6 +28,8 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use topology::Plane;
 use topology::policy::EMBEDDED_POLICY;
+
+use common::served::{As, Reply, Served};
 
 /// The national engineer (no province scope).
 const ENGINEER: As = As::Operator("liwei");
@@ -62,267 +62,37 @@ const READ: [&str; 8] = [
 /// What every role reads: health and alerts.
 const HEALTH: [&str; 4] = ["/v1/links", "/v1/alerts", "/v1/census", "/v1/snmp/devices"];
 
-/// The supervisor: starts the server, waits for its standard input to close, then stops
-/// the server and removes the work directory. `$0` binary, `$1` dir, `$2` listen, `$3` work.
-const SUPERVISOR: &str = r#"
-"$0" --dir "$1" serve --listen "$2" </dev/null 2>"$3/serve.log" &
-server=$!
-read -r _ignored
-kill "$server" 2>/dev/null
-wait "$server"
-rm -rf "$3"
-"#;
-
 static LAB: LazyLock<Lab> = LazyLock::new(Lab::start);
 
-/// The controller directory, its operators and the running server.
+/// The served controller directory, its operators, and the model nodes are enrolled from.
 struct Lab {
-    work: PathBuf,
-    dir: PathBuf,
-    url: String,
+    served: Served,
     model: Arc<Model>,
-    /// The supervisor; its standard input stays open as long as this process lives.
-    _server: Option<Child>,
-    bodies: AtomicUsize,
 }
 
-/// Who a request comes from: the TLS client certificate curl presents.
-#[derive(Clone, Copy)]
-enum As<'a> {
-    /// No client certificate.
-    Nobody,
-    /// An operator's certificate (`<login>.pem`, `<login>.key`).
-    Operator(&'static str),
-    /// A node's chain and TLS key.
-    Node(&'a Path, &'a Path),
-}
+impl std::ops::Deref for Lab {
+    type Target = Served;
 
-impl As<'_> {
-    fn login(self) -> &'static str {
-        match self {
-            As::Operator(login) => login,
-            _ => unreachable!("not an operator"),
-        }
-    }
-}
-
-/// An HTTP answer.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-
-    /// Asserts the status; the body as JSON (`Null` if empty).
-    #[track_caller]
-    fn ok(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{self:?}");
-        if self.body.is_empty() {
-            Value::Null
-        } else {
-            self.json()
-        }
-    }
-
-    /// Asserts a refusal: `status`, a body that is exactly `{"error": "…"}`, and an error
-    /// text that contains every one of `words`. Returns the text.
-    #[track_caller]
-    fn refused(&self, status: u16, words: &[&str]) -> String {
-        assert_eq!(self.status, status, "{self:?}");
-        let value = self.json();
-        let object = value.as_object().unwrap_or_else(|| panic!("{value}"));
-        assert_eq!(
-            object.len(),
-            1,
-            "a refusal is {{\"error\": …}} only: {value}"
-        );
-        let error = object["error"].as_str().unwrap().to_owned();
-        for word in words {
-            assert!(error.contains(word), "expected {word:?} in {error:?}");
-        }
-        error
+    fn deref(&self) -> &Served {
+        &self.served
     }
 }
 
 impl Lab {
     fn start() -> Lab {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap();
-        let work = std::env::temp_dir().join(format!(
-            "jinbao-api-{}-{}",
-            std::process::id(),
-            nanos.as_nanos()
-        ));
-        std::fs::create_dir_all(work.join("bodies")).unwrap();
-        let mut lab = Lab {
-            dir: work.join("controller"),
-            work,
-            url: String::new(),
-            model: Model::load(&ModelSources::default()).unwrap(),
-            _server: None,
-            bodies: AtomicUsize::new(0),
-        };
-        lab.ok(&["init"]);
-        for (who, role, province) in [
-            (ENGINEER, "engineer", None),
-            (SHANXI, "engineer", Some("14")),
-            (AUDITOR, "auditor", None),
-            (NOC, "noc", None),
-            (REVOKED, "auditor", None),
-        ] {
-            lab.operator(who.login(), role, province);
-        }
-        let (listen, server) = lab.serve();
-        lab.url = format!("https://localhost:{}", listen.port());
-        lab._server = Some(server);
-        lab
-    }
-
-    /// Starts the server under the supervisor; on a new port if another process took the
-    /// first one before the server bound it. The supervisor is never waited for: it lives
-    /// as long as this process and ends when this process does.
-    #[allow(clippy::zombie_processes)]
-    fn serve(&self) -> (SocketAddr, Child) {
-        let log = self.work.join("serve.log");
-        for _ in 0..3 {
-            let listen = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let _ = std::fs::remove_file(&log);
-            let mut supervisor = Command::new("sh")
-                .args(["-c", SUPERVISOR, env!("CARGO_BIN_EXE_jinbao-controller")])
-                .arg(&self.dir)
-                .arg(listen.to_string())
-                .arg(&self.work)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while TcpStream::connect(listen).is_err() {
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
-                if said.contains("error:") || Instant::now() > deadline {
-                    eprintln!("the controller did not start on {listen}: {said}");
-                    // SIGKILL: no clean-up, the next attempt needs the directory.
-                    let _ = supervisor.kill();
-                    let _ = supervisor.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if TcpStream::connect(listen).is_ok() {
-                return (listen, supervisor);
-            }
-        }
-        panic!("the controller did not start");
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_jinbao-controller"))
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(args)
-            .env("USER", LOCAL_USER)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a command that must succeed; standard output and standard error.
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let output = self.run(args);
-        let out = String::from_utf8(output.stdout).unwrap();
-        let err = String::from_utf8(output.stderr).unwrap();
-        assert!(output.status.success(), "{args:?}: {out}{err}");
-        (out, err)
-    }
-
-    /// An operator's key, request and certificate, made as the README says.
-    fn operator(&self, login: &str, role: &str, province: Option<&str>) {
-        let [key, csr, pem] = ["key", "csr", "pem"].map(|ext| self.path(&format!("{login}.{ext}")));
-        let (request, _) = self.ok(&[
-            "cert", "request", "--login", login, "--name", login, "--key", &key,
-        ]);
-        std::fs::write(&csr, request).unwrap();
-        let mut args = vec![
-            "cert", "issue", "--csr", &csr, "--role", role, "--output", &pem,
+        let operators = [
+            (ENGINEER.login(), "engineer", None),
+            (SHANXI.login(), "engineer", Some("14")),
+            (AUDITOR.login(), "auditor", None),
+            (NOC.login(), "noc", None),
+            (REVOKED.login(), "auditor", None),
         ];
-        args.extend(province.iter().flat_map(|p| ["--province", p]));
-        let (_, said) = self.ok(&args);
-        let serial = said
-            .strip_prefix("issued ")
-            .and_then(|s| s.split_whitespace().next());
-        std::fs::write(self.path(&format!("{login}.serial")), serial.unwrap()).unwrap();
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.work.join(name).display().to_string()
-    }
-
-    /// One request with curl; `Err` with curl's exit code and message if no HTTP answer.
-    fn curl(
-        &self,
-        who: As<'_>,
-        method: &str,
-        path: &str,
-        body: Option<(&str, &[u8])>,
-    ) -> Result<Reply, String> {
-        let mut curl = Command::new("curl");
-        curl.args([
-            "-sS",
-            "--max-time",
-            "30",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            method,
-        ])
-        .arg("--cacert")
-        .arg(self.dir.join("ca/root.pem"));
-        match who {
-            As::Nobody => {}
-            As::Operator(login) => {
-                let [pem, key] = ["pem", "key"].map(|ext| self.path(&format!("{login}.{ext}")));
-                curl.args(["--cert", &pem, "--key", &key]);
-            }
-            As::Node(chain, key) => {
-                curl.arg("--cert").arg(chain).arg("--key").arg(key);
-            }
+        let served = Served::init("api", LOCAL_USER, &operators);
+        served.serve();
+        Lab {
+            served,
+            model: Model::load(&ModelSources::default()).unwrap(),
         }
-        if let Some((content_type, bytes)) = body {
-            let n = self.bodies.fetch_add(1, Ordering::Relaxed);
-            let file = self.work.join("bodies").join(n.to_string());
-            std::fs::write(&file, bytes).unwrap();
-            curl.args(["-H", &format!("Content-Type: {content_type}")])
-                .arg("--data-binary")
-                .arg(format!("@{}", file.display()));
-        }
-        let output = curl.arg(format!("{}{path}", self.url)).output().unwrap();
-        if !output.status.success() {
-            let said = String::from_utf8_lossy(&output.stderr);
-            return Err(format!("curl exit {:?}: {said}", output.status.code()));
-        }
-        let text = String::from_utf8(output.stdout).unwrap();
-        let (body, status) = text.rsplit_once('\n').unwrap();
-        Ok(Reply {
-            status: status.parse().unwrap(),
-            body: body.to_owned(),
-        })
-    }
-
-    #[track_caller]
-    fn call(&self, who: As<'_>, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Reply {
-        self.curl(who, method, path, body)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     fn get(&self, who: As<'_>, path: &str) -> Reply {

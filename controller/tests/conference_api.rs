@@ -10,12 +10,11 @@
 //! binary exits, the supervisor stops its server and removes the work directory.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
 
 use agent::control::{EnrollRequest, EnrollResponse, ModelSources, PlaneEnrollment, Verifier};
 use agent::identity::KeyDir;
@@ -25,6 +24,8 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use topology::Plane;
 
+use common::served::{As, Reply, Served};
+
 const ENGINEER: &str = "liwei";
 const SHANXI: &str = "wangfang";
 const AUDITOR: &str = "zhaoli";
@@ -33,256 +34,35 @@ const LOCAL_USER: &str = "conftest";
 const TOML: &str = "text/plain";
 const JSON: &str = "application/json";
 
-/// `$0` binary, `$1` dir, `$2` listen, `$3` work, `$4` log name. The server's pid goes to
-/// `$3/$4.pid`, so a test can kill it with SIGKILL.
-const SUPERVISOR: &str = r#"
-"$0" --dir "$1" serve --listen "$2" </dev/null 2>"$3/$4.log" &
-server=$!
-echo "$server" >"$3/$4.pid"
-read -r _ignored
-kill "$server" 2>/dev/null
-wait "$server"
-rm -rf "$3"
-"#;
-
 static LAB: LazyLock<Lab> = LazyLock::new(|| Lab::start("shared"));
 
+/// A served controller directory with its operators, and the model nodes are enrolled from.
 struct Lab {
-    work: PathBuf,
-    dir: PathBuf,
-    url: Mutex<String>,
+    served: Served,
     model: std::sync::Arc<Model>,
-    servers: Mutex<Vec<Child>>,
-    starts: AtomicUsize,
-    bodies: AtomicUsize,
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: String,
-}
+impl std::ops::Deref for Lab {
+    type Target = Served;
 
-impl Reply {
-    #[track_caller]
-    fn ok(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{self:?}");
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    fn deref(&self) -> &Served {
+        &self.served
     }
-
-    /// A refusal: the status, `{"error": …}` only, with every one of `words`.
-    #[track_caller]
-    fn refused(&self, status: u16, words: &[&str]) -> String {
-        let value = self.ok(status);
-        let object = value.as_object().unwrap();
-        assert_eq!(object.len(), 1, "{value}");
-        let error = object["error"].as_str().unwrap().to_owned();
-        for word in words {
-            assert!(error.contains(word), "expected {word:?} in {error:?}");
-        }
-        error
-    }
-}
-
-/// Who calls: an operator (`<login>.pem`/`.key`) or a node (chain, key).
-#[derive(Clone, Copy)]
-enum As<'a> {
-    Operator(&'a str),
-    Node(&'a Path, &'a Path),
 }
 
 impl Lab {
     fn start(name: &str) -> Lab {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let work =
-            std::env::temp_dir().join(format!("jinbao-conf-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(work.join("bodies")).unwrap();
-        let lab = Lab {
-            dir: work.join("controller"),
-            work,
-            url: Mutex::new(String::new()),
-            model: Model::load(&ModelSources::default()).unwrap(),
-            servers: Mutex::new(Vec::new()),
-            starts: AtomicUsize::new(0),
-            bodies: AtomicUsize::new(0),
-        };
-        lab.ok(&["init"]);
-        for (login, role, province) in [
+        let operators = [
             (ENGINEER, "engineer", None),
             (SHANXI, "engineer", Some("14")),
             (AUDITOR, "auditor", None),
             (NOC, "noc", None),
-        ] {
-            lab.operator(login, role, province);
-        }
-        lab.serve();
-        lab
-    }
-
-    /// Starts a server on the directory (under its supervisor, never waited for).
-    #[allow(clippy::zombie_processes)]
-    fn serve(&self) {
-        for _ in 0..3 {
-            let n = self.starts.fetch_add(1, Ordering::Relaxed);
-            let name = format!("serve-{n}");
-            let listen: SocketAddr = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let supervisor = Command::new("sh")
-                .args(["-c", SUPERVISOR, env!("CARGO_BIN_EXE_jinbao-controller")])
-                .arg(&self.dir)
-                .arg(listen.to_string())
-                .arg(&self.work)
-                .arg(&name)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            self.servers.lock().unwrap().push(supervisor);
-            let log = self.work.join(format!("{name}.log"));
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while TcpStream::connect(listen).is_err() {
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
-                if said.contains("error:") || Instant::now() > deadline {
-                    eprintln!("the controller did not start on {listen}: {said}");
-                    self.kill_server(&name);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if TcpStream::connect(listen).is_ok() {
-                *self.url.lock().unwrap() = format!("https://localhost:{}", listen.port());
-                return;
-            }
-        }
-        panic!("the controller did not start");
-    }
-
-    /// SIGKILL to the last server started: no shutdown of any kind.
-    fn kill_9(&self) {
-        let n = self.starts.load(Ordering::Relaxed) - 1;
-        self.kill_server(&format!("serve-{n}"));
-    }
-
-    fn kill_server(&self, name: &str) {
-        let pid_file = self.work.join(format!("{name}.pid"));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let pid = loop {
-            if let Ok(pid) = std::fs::read_to_string(&pid_file)
-                && !pid.trim().is_empty()
-            {
-                break pid.trim().to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no pid in {}",
-                pid_file.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let killed = Command::new("kill").args(["-9", &pid]).status().unwrap();
-        assert!(killed.success());
-        // Gone once its port refuses connections.
-        let url = self.url.lock().unwrap().clone();
-        if let Some(port) = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_jinbao-controller"))
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(args)
-            .env("USER", LOCAL_USER)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let output = self.run(args);
-        let out = String::from_utf8(output.stdout).unwrap();
-        let err = String::from_utf8(output.stderr).unwrap();
-        assert!(output.status.success(), "{args:?}: {out}{err}");
-        (out, err)
-    }
-
-    fn operator(&self, login: &str, role: &str, province: Option<&str>) {
-        let [key, csr, pem] = ["key", "csr", "pem"].map(|ext| self.path(&format!("{login}.{ext}")));
-        let (request, _) = self.ok(&[
-            "cert", "request", "--login", login, "--name", login, "--key", &key,
-        ]);
-        std::fs::write(&csr, request).unwrap();
-        let mut args = vec![
-            "cert", "issue", "--csr", &csr, "--role", role, "--output", &pem,
         ];
-        args.extend(province.iter().flat_map(|p| ["--province", p]));
-        self.ok(&args);
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.work.join(name).display().to_string()
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.work.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-
-    #[track_caller]
-    fn call(&self, who: As<'_>, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Reply {
-        let mut curl = Command::new("curl");
-        curl.args([
-            "-sS",
-            "--max-time",
-            "30",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            method,
-        ])
-        .arg("--cacert")
-        .arg(self.dir.join("ca/root.pem"));
-        match who {
-            As::Operator(login) => {
-                let [pem, key] = ["pem", "key"].map(|ext| self.path(&format!("{login}.{ext}")));
-                curl.args(["--cert", &pem, "--key", &key]);
-            }
-            As::Node(chain, key) => {
-                curl.arg("--cert").arg(chain).arg("--key").arg(key);
-            }
-        }
-        if let Some((content_type, bytes)) = body {
-            let n = self.bodies.fetch_add(1, Ordering::Relaxed);
-            let file = self.work.join("bodies").join(n.to_string());
-            std::fs::write(&file, bytes).unwrap();
-            curl.args(["-H", &format!("Content-Type: {content_type}")])
-                .arg("--data-binary")
-                .arg(format!("@{}", file.display()));
-        }
-        let url = self.url.lock().unwrap().clone();
-        let output = curl.arg(format!("{url}{path}")).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{method} {path}: curl: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8(output.stdout).unwrap();
-        let (body, status) = text.rsplit_once('\n').unwrap();
-        Reply {
-            status: status.parse().unwrap(),
-            body: body.to_owned(),
+        let served = Served::init(&format!("conf-{name}"), LOCAL_USER, &operators);
+        served.serve();
+        Lab {
+            served,
+            model: Model::load(&ModelSources::default()).unwrap(),
         }
     }
 
@@ -364,28 +144,9 @@ impl Lab {
             }],
         };
         let body = serde_json::to_vec(&request).unwrap();
-        let url = self.url.lock().unwrap().clone();
-        let path = self
-            .work
-            .join(format!("{}.enroll.json", node.replace(':', "-")));
-        std::fs::write(&path, &body).unwrap();
-        let output = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "30",
-                "-H",
-                "Content-Type: application/json",
-            ])
-            .arg("--cacert")
-            .arg(self.dir.join("ca/root.pem"))
-            .arg("--data-binary")
-            .arg(format!("@{}", path.display()))
-            .arg(format!("{url}/v1/enroll"))
-            .output()
-            .unwrap();
-        let answer: EnrollResponse = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+        let reply = self.call(As::Nobody, "POST", "/v1/enroll", Some((JSON, &body)));
+        let answer: EnrollResponse =
+            serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {reply:?}"));
         let root = CertificateDer::from_pem_file(self.dir.join("ca/root.pem")).unwrap();
         answer
             .bundle

@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write as _};
+mod common;
+
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -249,51 +249,11 @@ fn group_commit_writer() {
 #[test]
 fn nothing_acknowledged_by_a_group_commit_is_lost_when_killed() {
     let path = scratch("kill-9");
-    let mut acknowledged = BTreeSet::new();
-    for round in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "group_commit_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(WRITER_ENV, &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut this_round = 0;
-        while this_round < ACKS_PER_KILL {
-            let Some(line) = lines.next() else {
-                panic!("round {round}: the writers stopped after {this_round} acknowledgements");
-            };
-            if let Some(seq) = line.unwrap().strip_prefix("ack ") {
-                acknowledged.insert(seq.parse::<u64>().unwrap());
-                this_round += 1;
-            }
-        }
-        child.kill().unwrap(); // SIGKILL, most likely in the middle of a group's commit
-        child.wait().unwrap();
-        for line in lines {
-            if let Some(seq) = line.unwrap().strip_prefix("ack ") {
-                acknowledged.insert(seq.parse::<u64>().unwrap());
-            }
-        }
-        let store = Store::open(&path).unwrap();
-        let present: BTreeSet<u64> = store
-            .read(|tx| tx.changes(0, usize::MAX))
-            .unwrap()
-            .into_iter()
-            .map(|c| c.seq)
-            .collect();
-        let lost: Vec<&u64> = acknowledged.difference(&present).collect();
-        assert!(
-            lost.is_empty(),
-            "round {round}: acknowledged but lost: {lost:?}"
-        );
-        assert_eq!(store.verify_changes().unwrap(), present.len() as u64);
-    }
-    assert!(acknowledged.len() >= KILLS * ACKS_PER_KILL);
+    common::kill_9::nothing_acknowledged_is_lost(
+        "group_commit_writer",
+        WRITER_ENV,
+        &path,
+        KILLS,
+        ACKS_PER_KILL,
+    );
 }

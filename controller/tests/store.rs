@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write as _};
+mod common;
+
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use controller::store::{
@@ -779,55 +780,13 @@ fn durability_writer() {
 fn nothing_acknowledged_is_lost_when_the_controller_is_killed() {
     let path = scratch("kill-9");
     let started = Instant::now();
-    let mut acknowledged = BTreeSet::new();
-    for round in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "durability_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(WRITER_ENV, &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut this_round = 0;
-        while this_round < ACKS_PER_KILL {
-            let Some(line) = lines.next() else {
-                panic!("round {round}: the writer stopped after {this_round} acknowledgements");
-            };
-            if let Some(seq) = line.unwrap().strip_prefix("ack ") {
-                acknowledged.insert(seq.parse::<u64>().unwrap());
-                this_round += 1;
-            }
-        }
-        child.kill().unwrap(); // SIGKILL, most likely in the middle of a commit
-        child.wait().unwrap();
-        // Acknowledgements already in the pipe count too.
-        for line in lines {
-            if let Some(seq) = line.unwrap().strip_prefix("ack ") {
-                acknowledged.insert(seq.parse::<u64>().unwrap());
-            }
-        }
-
-        let store = Store::open(&path).unwrap();
-        let present: BTreeSet<u64> = store
-            .read(|tx| tx.changes(0, usize::MAX))
-            .unwrap()
-            .into_iter()
-            .map(|c| c.seq)
-            .collect();
-        let lost: Vec<&u64> = acknowledged.difference(&present).collect();
-        assert!(
-            lost.is_empty(),
-            "round {round}: acknowledged but lost: {lost:?}"
-        );
-        assert_eq!(store.verify_changes().unwrap(), present.len() as u64);
-    }
-    assert!(acknowledged.len() >= KILLS * ACKS_PER_KILL);
+    let acknowledged = common::kill_9::nothing_acknowledged_is_lost(
+        "durability_writer",
+        WRITER_ENV,
+        &path,
+        KILLS,
+        ACKS_PER_KILL,
+    );
     eprintln!(
         "{} acknowledged appends over {KILLS} kills in {:?}",
         acknowledged.len(),
