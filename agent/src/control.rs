@@ -549,6 +549,24 @@ pub struct PeerStatus {
     pub loss: f64,
     /// Interarrival jitter (RFC 3550).
     pub jitter: Duration,
+    /// Conference enforcement toward the peer, while the tunnel has reservations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conference: Option<ConferenceCounters>,
+}
+
+/// What a tunnel's conference enforcement did (see `agent::node::qos`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConferenceCounters {
+    /// The rate reserved in the windows in force now, kbit/s (0 between windows).
+    pub reserved_kbps: u64,
+    /// Conference media packets seen in a window (and marked).
+    pub media_packets: u64,
+    /// Of those, sent within the reserved rate, ahead of bulk traffic.
+    pub reserved_packets: u64,
+    /// Datagrams that waited in the shaper.
+    pub queued: u64,
+    /// Datagrams dropped because their queue was full.
+    pub dropped: u64,
 }
 
 /// A policy rule's counters at one agent.

@@ -37,13 +37,19 @@
 //! | `jinbao_agent_peer_health` | gauge | `plane`, `peer`, `role`, `state` |
 //! | `jinbao_agent_peer_on_backup` | gauge | `plane`, `peer`, `role` |
 //! | `jinbao_agent_peer_path` | gauge | `plane`, `peer`, `role`, `path` |
+//! | `jinbao_agent_peer_conference_reserved_bits_per_second` | gauge | `plane`, `peer`, `role` |
+//! | `jinbao_agent_peer_conference_media_packets_total` | counter | `plane`, `peer`, `role` |
+//! | `jinbao_agent_peer_conference_prioritised_packets_total` | counter | `plane`, `peer`, `role` |
+//! | `jinbao_agent_peer_shaper_queued_packets_total` | counter | `plane`, `peer`, `role` |
+//! | `jinbao_agent_peer_shaper_dropped_packets_total` | counter | `plane`, `peer`, `role` |
 //!
 //! `jinbao_agent_info` is present only when the status names its node. A peer without a
 //! completed handshake has no `handshake_age_seconds` sample, and one without a probe answer
 //! no `rtt_seconds` sample, rather than a made-up zero. `peer_up` is 1 only for a peer whose
 //! probes answer (`unknown` counts as not up). `peer_health` and `peer_path` are state sets:
 //! one sample per state (`unknown`/`up`/`down`, `primary`/`backup`), 1 for the current one,
-//! so the label set of a series never changes when the state does.
+//! so the label set of a series never changes when the state does. The conference and
+//! shaper families have samples only for tunnels with conference reservations.
 //!
 //! # The endpoint
 //!
@@ -214,6 +220,26 @@ const PATH: Meta = Meta(
     "jinbao_agent_peer_path",
     "Underlay path in use as a state set: 1 for the current path.",
 );
+const RESERVED: Meta = Meta(
+    "jinbao_agent_peer_conference_reserved_bits_per_second",
+    "Conference bandwidth reserved toward the peer in the windows in force now.",
+);
+const MEDIA: Meta = Meta(
+    "jinbao_agent_peer_conference_media_packets_total",
+    "Conference media packets sent to the peer in a reservation's window (marked EF/AF41).",
+);
+const PRIORITISED: Meta = Meta(
+    "jinbao_agent_peer_conference_prioritised_packets_total",
+    "Conference media packets sent ahead of other traffic, within the reserved rate.",
+);
+const QUEUED: Meta = Meta(
+    "jinbao_agent_peer_shaper_queued_packets_total",
+    "Datagrams to the peer that waited in the shaper (link at capacity).",
+);
+const SHAPER_DROPPED: Meta = Meta(
+    "jinbao_agent_peer_shaper_dropped_packets_total",
+    "Datagrams to the peer dropped because their shaper queue was full.",
+);
 /// Every family, registered in one registry for one snapshot.
 struct Families {
     info: IntGaugeVec,
@@ -237,6 +263,11 @@ struct Families {
     health: IntGaugeVec,
     on_backup: IntGaugeVec,
     path: IntGaugeVec,
+    reserved: IntGaugeVec,
+    media: IntCounterVec,
+    prioritised: IntCounterVec,
+    queued: IntCounterVec,
+    shaper_dropped: IntCounterVec,
 }
 
 impl Families {
@@ -263,6 +294,11 @@ impl Families {
             health: HEALTH.int_gauge(r, PEER_HEALTH)?,
             on_backup: ON_BACKUP.int_gauge(r, PEER)?,
             path: PATH.int_gauge(r, PEER_PATH)?,
+            reserved: RESERVED.int_gauge(r, PEER)?,
+            media: MEDIA.counter(r, PEER)?,
+            prioritised: PRIORITISED.counter(r, PEER)?,
+            queued: QUEUED.counter(r, PEER)?,
+            shaper_dropped: SHAPER_DROPPED.counter(r, PEER)?,
         })
     }
 
@@ -332,6 +368,18 @@ impl Families {
         ] {
             let value = i64::from(peer.path == path);
             set_int(&self.path, &[plane, &node, &role, name], value)?;
+        }
+        if let Some(conference) = &peer.conference {
+            let bits = conference.reserved_kbps.saturating_mul(1_000);
+            set_int(
+                &self.reserved,
+                &labels,
+                i64::try_from(bits).unwrap_or(i64::MAX),
+            )?;
+            add(&self.media, &labels, conference.media_packets)?;
+            add(&self.prioritised, &labels, conference.reserved_packets)?;
+            add(&self.queued, &labels, conference.queued)?;
+            add(&self.shaper_dropped, &labels, conference.dropped)?;
         }
         Ok(())
     }

@@ -117,6 +117,13 @@ fn render_peer(out: &mut String, peer: &PeerStatus) {
         line(out, 1, "transfer", transfer);
     }
     line(out, 1, "health", health(peer));
+    if let Some(c) = &peer.conference {
+        let conference = format!(
+            "{} kbit/s reserved now; {} media packets, {} ahead of other traffic; shaper queued {}, dropped {}",
+            c.reserved_kbps, c.media_packets, c.reserved_packets, c.queued, c.dropped
+        );
+        line(out, 1, "conference", conference);
+    }
 }
 
 /// `  key: value\n` at `indent` levels of two spaces.

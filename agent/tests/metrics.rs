@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use agent::control::{
-    PathChoice, PeerHealth, PeerRole, PeerStatus, PlaneStatus, RuleCounters, Status,
+    ConferenceCounters, PathChoice, PeerHealth, PeerRole, PeerStatus, PlaneStatus, RuleCounters,
+    Status,
 };
 use agent::{metrics, show};
 use pki::WireGuardKey;
@@ -42,6 +43,7 @@ fn peer(id: &str, role: PeerRole, key: u8) -> PeerStatus {
         rtt: None,
         loss: 0.0,
         jitter: Duration::ZERO,
+        conference: None,
     }
 }
 
@@ -60,6 +62,13 @@ fn status() -> Status {
         rtt: Some(Duration::from_micros(12_500)),
         loss: 0.25,
         jitter: Duration::from_micros(800),
+        conference: Some(ConferenceCounters {
+            reserved_kbps: 2_520,
+            media_packets: 9_000,
+            reserved_packets: 8_990,
+            queued: 120_000,
+            dropped: 4_321,
+        }),
         ..peer("dc:ministry", PeerRole::Uplink, 1)
     };
     let taiyuan = PeerStatus {
@@ -295,6 +304,35 @@ fn peer_health_and_path() {
 }
 
 #[test]
+fn conference_enforcement_is_exported_only_for_tunnels_with_reservations() {
+    let scrape = parse(&metrics::render(&status()).unwrap());
+    let ministry = peer_labels("business", "dc:ministry", "uplink");
+    let reserved = "jinbao_agent_peer_conference_reserved_bits_per_second";
+    assert_eq!(gauge(&scrape, reserved, &ministry), 2_520_000.0);
+    for (metric, value) in [
+        ("jinbao_agent_peer_conference_media_packets_total", 9_000.0),
+        (
+            "jinbao_agent_peer_conference_prioritised_packets_total",
+            8_990.0,
+        ),
+        ("jinbao_agent_peer_shaper_queued_packets_total", 120_000.0),
+        ("jinbao_agent_peer_shaper_dropped_packets_total", 4_321.0),
+    ] {
+        assert_eq!(counter(&scrape, metric, &ministry), value, "{metric}");
+    }
+    let others = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric.contains("conference") || s.metric.contains("shaper"))
+        .filter(|s| s.labels.get("peer") != Some("dc:ministry"))
+        .count();
+    assert_eq!(
+        others, 0,
+        "tunnels without reservations have no conference samples"
+    );
+}
+
+#[test]
 fn exposition_declares_types_and_help() {
     let text = metrics::render(&status()).unwrap();
     for counter in [
@@ -330,7 +368,7 @@ fn exposition_declares_types_and_help() {
             .iter()
             .all(|s| s.metric.starts_with("jinbao_agent_"))
     );
-    assert_eq!(scrape.docs.len(), 21);
+    assert_eq!(scrape.docs.len(), 26);
     assert_eq!(text, metrics::render(&status()).unwrap(), "deterministic");
 }
 

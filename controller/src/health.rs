@@ -674,6 +674,7 @@ pub(crate) mod tests {
             rtt: Some(Duration::from_millis(20)),
             loss: 0.0,
             jitter: Duration::from_millis(1),
+            conference: None,
         }
     }
 

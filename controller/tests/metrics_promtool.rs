@@ -45,6 +45,7 @@ fn peer(id: &str, role: PeerRole, health: PeerHealth) -> PeerStatus {
         rtt: Some(Duration::from_millis(18)),
         loss: 0.0,
         jitter: Duration::from_micros(700),
+        conference: None,
     }
 }
 

@@ -719,11 +719,11 @@ impl Lab {
         &self,
         node: NodeId,
         peer: NodeId,
-    ) -> Option<agent::node::qos::QosCounters> {
+    ) -> Option<agent::control::ConferenceCounters> {
         let core = self.members[*self.index.get(&node)?].core.as_ref()?;
         core.planes()
             .iter()
-            .find_map(|plane| plane.conference_counters(peer))
+            .find_map(|plane| plane.conference_counters(peer, clock()))
     }
 
     /// The running controller, for tests that drive it directly (as its admin API would).

@@ -264,6 +264,21 @@ async fn a_reserved_conference_keeps_its_quality_on_a_saturated_link_and_an_unre
     );
     assert!(reserved.marked, "the reserved stream arrives marked AF41");
     let counters = counters.expect("dc:54 enforces a reservation toward the ministry");
+    // HD is 2 Mbit/s nominal, reserved with its overhead (×1.2 × (1 + 60/average packet)).
+    assert!(
+        (2_400..3_000).contains(&counters.reserved_kbps),
+        "{counters:?}"
+    );
+    // What the agent reports (to the controller, `show` and /metrics) says the same.
+    let reported = lab
+        .status(lhasa)
+        .and_then(|s| s.planes.into_iter().next())
+        .and_then(|p| p.peers.into_iter().find(|p| p.node == ministry))
+        .and_then(|p| p.conference);
+    assert_eq!(
+        reported.map(|c| c.reserved_kbps),
+        Some(counters.reserved_kbps)
+    );
     assert!(
         counters.reserved_packets > 0 && counters.dropped > 0,
         "{counters:?}"

@@ -115,7 +115,7 @@ impl Peer {
             .any(|&(family, network, mask)| family == v6 && bits & mask == network)
     }
 
-    pub(crate) fn status(&self) -> PeerStatus {
+    pub(crate) fn status(&self, now: Instant) -> PeerStatus {
         let (rtt, loss, jitter) = match &self.probe {
             Some((probe, ..)) => (probe.rtt(), probe.loss(), probe.jitter()),
             None => (None, 0.0, std::time::Duration::ZERO),
@@ -136,6 +136,7 @@ impl Peer {
             rtt,
             loss,
             jitter,
+            conference: self.shaper.as_ref().map(|shaper| shaper.counters(now)),
         }
     }
 }

@@ -466,13 +466,17 @@ impl PlaneNode {
     }
 
     /// Conference enforcement counters of the tunnel to `node`, if it has reservations.
-    pub fn conference_counters(&self, node: NodeId) -> Option<qos::QosCounters> {
+    pub fn conference_counters(
+        &self,
+        node: NodeId,
+        now: Instant,
+    ) -> Option<crate::control::ConferenceCounters> {
         self.peers
             .iter()
             .flatten()
             .find(|p| p.config.node == node)
             .and_then(|p| p.shaper.as_ref())
-            .map(LinkShaper::counters)
+            .map(|shaper| shaper.counters(now))
     }
 
     /// Sends what the tunnels' shapers release by `now`.
@@ -615,12 +619,12 @@ impl PlaneNode {
             .min()
     }
 
-    pub(super) fn status(&self, _now: Instant) -> PlaneStatus {
+    pub(super) fn status(&self, now: Instant) -> PlaneStatus {
         PlaneStatus {
             plane: self.plane,
             listen: self.listen,
             public_key: self.public,
-            peers: self.peers.iter().flatten().map(Peer::status).collect(),
+            peers: self.peers.iter().flatten().map(|p| p.status(now)).collect(),
             refused: self.refused.clone(),
             rules: self.filter.rule_counters(),
             default_denied: self.filter.default_denied(),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
-use crate::control::{ConferenceMedia, LinkQos};
+use crate::control::{ConferenceCounters, ConferenceMedia, LinkQos};
 
 /// RFC 4594 telephony (audio): Expedited Forwarding.
 pub const DSCP_EF: u8 = 46;
@@ -50,19 +50,6 @@ pub(crate) enum Lane {
     Reserved = 1,
     /// Everything else, and media beyond the reserved rate.
     Bulk = 2,
-}
-
-/// What enforcement did on one tunnel, for status and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QosCounters {
-    /// Conference media packets seen in a window (and marked).
-    pub media_packets: u64,
-    /// Of those, sent within the reserved rate, ahead of bulk traffic.
-    pub reserved_packets: u64,
-    /// Datagrams that waited in the shaper.
-    pub queued: u64,
-    /// Datagrams dropped because their queue was full.
-    pub dropped: u64,
 }
 
 /// One reservation's window in the agent's monotonic time.
@@ -96,7 +83,7 @@ pub(crate) struct LinkShaper {
     tokens_at: Instant,
     queues: [VecDeque<Queued>; 3],
     queued_bytes: [u64; 3],
-    counters: QosCounters,
+    counters: ConferenceCounters,
 }
 
 /// A reservation's Unix-seconds instant on the monotonic clock, given that `now` is `wall`.
@@ -147,7 +134,7 @@ impl LinkShaper {
             tokens_at: now,
             queues: Default::default(),
             queued_bytes: [0; 3],
-            counters: QosCounters::default(),
+            counters: ConferenceCounters::default(),
         })
     }
 
@@ -180,9 +167,12 @@ impl LinkShaper {
             .sum()
     }
 
-    /// What enforcement did so far.
-    pub(crate) fn counters(&self) -> QosCounters {
-        self.counters
+    /// What enforcement did so far, and the rate reserved at `now`.
+    pub(crate) fn counters(&self, now: Instant) -> ConferenceCounters {
+        ConferenceCounters {
+            reserved_kbps: self.reserved_rate(now) / 1_000,
+            ..self.counters
+        }
     }
 
     /// The lane of a cleartext packet at `now` and, for conference media, the DSCP to mark
@@ -497,8 +487,8 @@ mod tests {
             s.classify(now + Duration::from_micros(4_800), &packet).0,
             Lane::Reserved
         );
-        assert_eq!(s.counters().media_packets, 4);
-        assert_eq!(s.counters().reserved_packets, 3);
+        assert_eq!(s.counters(now).media_packets, 4);
+        assert_eq!(s.counters(now).reserved_packets, 3);
     }
 
     #[test]
@@ -566,7 +556,7 @@ mod tests {
             }
         }
         assert_eq!(accepted, 23, "24,000 bytes of 1,028-byte datagrams");
-        assert_eq!(s.counters().dropped, 40 - 1 - 23);
+        assert_eq!(s.counters(now).dropped, 40 - 1 - 23);
     }
 
     #[test]
