@@ -8,6 +8,7 @@
 #   scripts/setup.sh --no-userspace   skip boringtun-cli (kernel WireGuard only)
 #   scripts/setup.sh snmp       only net-snmp's snmpd and snmp tools (controller/tests/snmp.rs)
 #   scripts/setup.sh promtool   only promtool (Debian package prometheus)
+#   scripts/setup.sh tmux       only tmux (netlab/tests/dashboard.rs drives the dashboard in it)
 #
 # Tests may run this concurrently: apt-get runs under an flock on /tmp/jinbao-setup.lock
 # (JINBAO_SETUP_LOCK overrides). Services a package would start (snmpd, prometheus) are
@@ -19,9 +20,9 @@ components=()
 for arg in "$@"; do
     case "$arg" in
         --no-userspace) userspace=0 ;;
-        snmp | promtool) components+=("$arg") ;;
+        snmp | promtool | tmux) components+=("$arg") ;;
         -h | --help)
-            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -145,6 +146,7 @@ if ((${#components[@]})); then
                 ensure snmpget "" snmp
                 ;;
             promtool) ensure promtool prometheus prometheus ;;
+            tmux) ensure tmux "" tmux ;;
         esac
     done
     exit 0

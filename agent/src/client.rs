@@ -236,25 +236,56 @@ impl Session {
 
     /// Reports this agent's status on the kept connection.
     pub async fn report(&mut self, status: &HealthReport) -> Result<(), ClientError> {
-        let body = json(status)?;
+        let (code, answer) = self
+            .call(Method::POST, "/v1/agent/health", Some(json(status)?))
+            .await?;
+        if code.is_success() {
+            Ok(())
+        } else {
+            Err(refused(code, &answer))
+        }
+    }
+
+    /// `GET path` on the kept connection, decoded: what an operator's dashboard reads.
+    pub async fn get<T: DeserializeOwned>(&mut self, path: &str) -> Result<T, ClientError> {
+        let (code, answer) = self.call(Method::GET, path, None).await?;
+        decode(code, &answer)
+    }
+
+    /// `POST path` with `body` as JSON on the kept connection, decoded.
+    pub async fn post<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let (code, answer) = self.call(Method::POST, path, Some(json(body)?)).await?;
+        decode(code, &answer)
+    }
+
+    /// One request on the kept connection, within [`CALL_TIMEOUT`].
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         // A kept connection the controller closed fails at once: then one fresh try.
         for fresh in [false, true] {
             if fresh || self.open.is_none() {
                 self.close();
-                self.open = Some(self.client.connect().await?);
+                let connected = tokio::time::timeout(CALL_TIMEOUT, self.client.connect()).await;
+                self.open = Some(connected.map_err(|_| ClientError::Timeout(CALL_TIMEOUT))??);
             }
             let Some((sender, _)) = self.open.as_mut() else {
                 continue;
             };
             let sent = tokio::time::timeout(
                 CALL_TIMEOUT,
-                self.client
-                    .send(sender, Method::POST, "/v1/agent/health", Some(body.clone())),
+                self.client.send(sender, method.clone(), path, body.clone()),
             )
             .await;
             match sent {
-                Ok(Ok((code, _))) if code.is_success() => return Ok(()),
-                Ok(Ok((code, answer))) => return Err(refused(code, &answer)),
+                Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(err)) if fresh => return Err(err),
                 Err(_) if fresh => return Err(ClientError::Timeout(CALL_TIMEOUT)),
                 Ok(Err(_)) | Err(_) => {}

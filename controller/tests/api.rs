@@ -59,8 +59,14 @@ const READ: [&str; 8] = [
     "/v1/operators",
     "/v1/plan",
 ];
-/// What every role reads: health and alerts.
-const HEALTH: [&str; 4] = ["/v1/links", "/v1/alerts", "/v1/census", "/v1/snmp/devices"];
+/// What every role reads: health, alerts and when certificates expire.
+const HEALTH: [&str; 5] = [
+    "/v1/links",
+    "/v1/alerts",
+    "/v1/census",
+    "/v1/snmp/devices",
+    "/v1/certificates/expiry",
+];
 
 static LAB: LazyLock<Lab> = LazyLock::new(Lab::start);
 
@@ -481,6 +487,21 @@ fn roles_decide_what_an_operator_may_read_and_change() {
             assert_eq!(lab.get(who, path).status, 200, "{} {path}", who.login());
         }
     }
+    let due = lab.get(NOC, "/v1/certificates/expiry").ok(200);
+    let due = due.as_array().unwrap();
+    assert!(!due.is_empty());
+    assert!(
+        due.iter().all(|c| c["pem"] == ""),
+        "the NOC gets no certificate bodies"
+    );
+    let ends: Vec<&str> = due
+        .iter()
+        .map(|c| c["not_after"].as_str().unwrap())
+        .collect();
+    assert!(
+        ends.windows(2).all(|w| w[0] <= w[1]),
+        "soonest first: {ends:?}"
+    );
     let words = ["unknown format `xml` (json, csv or text)"];
     lab.get(NOC, "/v1/census?format=xml").refused(400, &words);
     for (who, role) in [(AUDITOR, "auditor"), (NOC, "noc")] {

@@ -1,7 +1,8 @@
 //! `netlab demo`: the walk-through. Each step says what it does, does it on the running
 //! lab, and says what happened and how long it took; the report at the end lists every
 //! step with its verdict. With a terminal (and without `--headless`) a table of the worst
-//! links is redrawn in place while the lab runs.
+//! links is redrawn in place while the lab runs, and after the last step the NOC dashboard
+//! (`tui`) opens on the running lab until the operator leaves it.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -232,6 +233,9 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
     });
     println!("{}", line(steps.last()));
 
+    if live && let Err(err) = watch(&mut lab, work).await {
+        println!("  the dashboard could not open: {err:#}");
+    }
     lab.stop().await;
     let passed = steps.iter().all(|s| s.ok);
     println!(
@@ -251,6 +255,56 @@ async fn walk(scenario: &str, live: bool, work: &std::path::Path) -> Result<bool
         }
     );
     Ok(passed)
+}
+
+/// How long each phase of the dashboard's fault cycle lasts.
+const FAULT_PHASE: Duration = Duration::from_secs(10);
+
+/// Opens the NOC dashboard (`jinbao-tui`'s screen, logged in as an engineer) on the running
+/// lab until the operator leaves it with `q`. Meanwhile one province's uplink cycles through
+/// healthy, on backup (primary cut) and down (both paths cut) every [`FAULT_PHASE`], so
+/// there is something to watch; it is healthy again when the dashboard closes.
+async fn watch(lab: &mut Lab, work: &std::path::Path) -> Result<()> {
+    println!(
+        "\nopening the NOC dashboard on the running lab: a province's uplink goes to backup, \
+         then down, then back, every {}s (q leaves, ? lists the keys)",
+        FAULT_PHASE.as_secs()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let login = lab.operator("demo", pki::Role::Engineer, work)?;
+    let session = tui::client::connect(
+        lab.controller_addr(),
+        &login.root,
+        &login.certificate,
+        &login.key,
+    )?;
+    let runtime = tokio::runtime::Handle::current();
+    let dashboard = std::thread::spawn(move || {
+        let settings = tui::config::Settings::defaults();
+        tui::dashboard::run(&runtime, session, settings, tui::Names::national())
+    });
+    let province = lab
+        .nodes()
+        .find(|n| n.tier() == topology::Tier::Province)
+        .context("no province in the lab")?;
+    let mut phase = 0usize;
+    let mut next = Instant::now() + FAULT_PHASE;
+    while !dashboard.is_finished() {
+        lab.run_for(Duration::from_millis(100)).await;
+        if Instant::now() < next {
+            continue;
+        }
+        next += FAULT_PHASE;
+        phase = (phase + 1) % 3;
+        lab.set_path(province, PathChoice::Primary, phase == 0)?;
+        lab.set_path(province, PathChoice::Backup, phase != 2)?;
+    }
+    lab.set_path(province, PathChoice::Primary, true)?;
+    lab.set_path(province, PathChoice::Backup, true)?;
+    match dashboard.join() {
+        Ok(outcome) => outcome.context("the dashboard"),
+        Err(_) => bail!("the dashboard stopped unexpectedly"),
+    }
 }
 
 /// Sends an exchange-to-exchange TCP SYN across the lab: whether it arrived within 3 s,

@@ -67,6 +67,17 @@ pub enum LabError {
     Unknown(String),
 }
 
+/// An operator's login files, made by [`Lab::operator`].
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// The certificate with its CA's (PEM).
+    pub certificate: PathBuf,
+    /// The private key (PEM, 0600).
+    pub key: PathBuf,
+    /// The root CA certificate the controller chains to.
+    pub root: PathBuf,
+}
+
 /// The nodes and tree links the lab builds: parents before children.
 #[derive(Debug, Clone)]
 pub struct LabTopology {
@@ -962,6 +973,66 @@ impl Lab {
     /// The controller directory.
     pub fn controller_dir(&self) -> &Path {
         &self.controller_dir
+    }
+
+    /// Signs an operator's login as `jinbao-controller cert request` and `cert issue` do
+    /// (a fresh key, a request, the ministry CA's certificate, recorded in the store), and
+    /// writes `<login>.key` (0600) and `<login>.pem` (leaf and CA) in `dir`: what the
+    /// dashboard logs in with. The root CA is [`Lab::controller_dir`]`/ca/root.pem`.
+    pub fn operator(&self, login: &str, role: pki::Role, dir: &Path) -> Result<Operator, LabError> {
+        use pki::request::{Request, operator_request, read_request_pem};
+        let refused =
+            |e: &dyn std::fmt::Display| LabError::Controller(format!("operator {login}: {e}"));
+        let key =
+            pki::PrivateKey::generate(pki::KeyAlgorithm::EcdsaP256).map_err(|e| refused(&e))?;
+        let request = operator_request(&key, login, login).map_err(|e| refused(&e))?;
+        let Ok(Request::Operator(request)) = read_request_pem(request.as_bytes()) else {
+            return Err(refused(&"not an operator request"));
+        };
+        let ca = pki::store::CaDir::at(&self.controller_dir)
+            .authority(pki::AuthorityScope::Ministry)
+            .map_err(|e| refused(&e))?;
+        let issued = ca
+            .issue_operator(
+                &request,
+                role,
+                None,
+                wall_clock(),
+                pki::profile::OPERATOR_LIFETIME,
+            )
+            .map_err(|e| refused(&e))?;
+        let record = controller::store::CertificateRecord {
+            serial: issued.serial.to_string(),
+            subject: login.to_owned(),
+            kind: controller::store::CertificateKind::Operator,
+            plane: None,
+            issuer: pki::AuthorityScope::Ministry.to_string(),
+            not_after: issued.not_after,
+            pem: issued.pem(),
+            revoked: None,
+        };
+        if let Ok(controller) = self.controller() {
+            controller
+                .store
+                .write(|tx| tx.record_certificate(&record, "netlab"))
+                .map_err(|e| refused(&e))?;
+        }
+        let files = Operator {
+            certificate: dir.join(format!("{login}.pem")),
+            key: dir.join(format!("{login}.key")),
+            root: self.controller_dir.join("ca/root.pem"),
+        };
+        std::fs::write(
+            &files.certificate,
+            format!("{}{}", issued.pem(), ca.certificate_pem()),
+        )?;
+        pki::files::create_new(
+            &files.key,
+            key.to_pem().as_bytes(),
+            pki::files::Secrecy::Secret,
+        )
+        .map_err(|e| refused(&e))?;
+        Ok(files)
     }
 
     /// Switches the controller to another policy, as an engineer's `PUT /v1/policy` does

@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<Controller>> {
         .route("/v1/nodes", get(nodes))
         .route("/v1/tokens", get(tokens).post(create_token))
         .route("/v1/certificates", get(certificates))
+        .route("/v1/certificates/expiry", get(expiry))
         .route("/v1/certificates/{serial}/revoke", post(revoke))
         .route("/v1/policy", get(policy).put(set_policy))
         .route("/v1/changes", get(changes))
@@ -112,6 +113,22 @@ async fn certificates(
 ) -> Result<Json<Vec<CertificateRecord>>, ApiError> {
     connection.operator(Need::Read)?;
     Ok(Json(controller.store.read(|tx| tx.certificates())?))
+}
+
+/// `GET /v1/certificates/expiry`: every certificate by expiry, soonest first, without its
+/// body (`pem` is empty): what the NOC watches. Every role reads it; the certificates
+/// themselves stay with auditors and engineers.
+async fn expiry(
+    State(controller): State<Arc<Controller>>,
+    connection: Connection,
+) -> Result<Json<Vec<CertificateRecord>>, ApiError> {
+    connection.operator(Need::Health)?;
+    let mut all = controller.store.read(|tx| tx.certificates())?;
+    for certificate in &mut all {
+        certificate.pem.clear();
+    }
+    all.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.serial.cmp(&b.serial)));
+    Ok(Json(all))
 }
 
 /// `POST /v1/certificates/{serial}/revoke`.

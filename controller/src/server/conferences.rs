@@ -83,6 +83,9 @@ pub struct LinkView {
     pub streams: u32,
     /// kbit/s reserved each way.
     pub rate_kbps: u64,
+    /// The link's capacity in kbit/s (each way), for the share the booking takes.
+    #[serde(default)]
+    pub capacity_kbps: u64,
 }
 
 impl BookingView {
@@ -104,6 +107,7 @@ impl BookingView {
                         .to_owned(),
                         streams: u.streams,
                         rate_kbps: u.rate.0,
+                        capacity_kbps: network.link(u.link).capacity.0,
                     })
                     .collect()
             })

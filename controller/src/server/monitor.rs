@@ -175,7 +175,7 @@ async fn link_history(
 }
 
 /// Open alerts and the latest changes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertsView {
     /// Firing or acknowledged.
     pub open: Vec<Alert>,
