@@ -16,6 +16,7 @@
 //! The `jinbao-controller` command line (plan, policy, CAs, serve) is the binary.
 
 pub mod alerts;
+pub mod audit;
 pub mod bookings;
 pub mod bundles;
 pub mod census;

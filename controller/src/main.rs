@@ -3,7 +3,7 @@
 //! Today: the national model, IP plan and zone policy (`plan …`, `policy …`), answered from
 //! the embedded defaults or the files given with `--plan`, `--network` and `--policy`; and
 //! the CAs (`ca …`, `cert …`, `crl …`), kept in the controller directory `--dir`; and the
-//! controller itself (`init`, `serve`, `node …`, `config …`, `conf …`).
+//! controller itself (`init`, `serve`, `node …`, `config …`, `conf …`, `audit …`).
 
 mod cli;
 
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{ca, cert, conf, crl, plan, policy, serve};
+use cli::{audit, ca, cert, conf, crl, plan, policy, serve};
 
 /// Jinbao WAN controller (金保工程 secure WAN).
 #[derive(Debug, Parser)]
@@ -88,6 +88,10 @@ enum Command {
     /// and what is left to book on a link.
     #[command(subcommand)]
     Conf(conf::ConfCommand),
+    /// The isolation audit: run it (signed report kept under DIR/audits), print a report,
+    /// verify a report file with the root certificate.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         Command::Node(command) => serve::node(command, dir, &files, now, &mut out),
         Command::Config(command) => serve::config(command, dir, &mut out),
         Command::Conf(command) => conf::run(command, dir, &files, now, &mut out),
+        Command::Audit(command) => audit::run(command, dir, now, &mut out),
     };
     match outcome {
         Ok(code) => code,

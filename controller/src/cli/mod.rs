@@ -1,5 +1,6 @@
 //! The subcommands of `jinbao-controller`, one module each, and what they share.
 
+pub(crate) mod audit;
 pub(crate) mod ca;
 pub(crate) mod cert;
 pub(crate) mod conf;

@@ -52,6 +52,9 @@ pub enum Need {
     NationalChange,
     /// Taking an alert: an engineer of any scope.
     Acknowledge,
+    /// Running an isolation audit: an auditor or an engineer (reading one is
+    /// [`Need::Health`]: the NOC's dashboard shows the last).
+    Audit,
     /// Booking video conferences (filing, approving, placing, cancelling): an engineer;
     /// the route then checks the scope against the conference's main venue
     /// ([`Need::Change`]).
@@ -98,7 +101,7 @@ impl Connection {
 pub fn allowed(op: &OperatorIdentity, need: Need) -> Result<(), ApiError> {
     let roles: &[Role] = match need {
         Need::Health => &[Role::Noc, Role::Auditor, Role::Engineer],
-        Need::Read => &[Role::Auditor, Role::Engineer],
+        Need::Read | Need::Audit => &[Role::Auditor, Role::Engineer],
         Need::Change(_) | Need::NationalChange | Need::Acknowledge | Need::Book => {
             &[Role::Engineer]
         }
@@ -128,7 +131,7 @@ pub fn allowed(op: &OperatorIdentity, need: Need) -> Result<(), ApiError> {
             "this is a national change and needs an engineer without a province scope; {} is scoped to province {scope}",
             op.login
         ))),
-        Need::Health | Need::Read | Need::Acknowledge | Need::Book => Ok(()),
+        Need::Health | Need::Read | Need::Audit | Need::Acknowledge | Need::Book => Ok(()),
     }
 }
 

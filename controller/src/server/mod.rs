@@ -18,6 +18,7 @@
 pub mod access;
 pub mod admin;
 pub mod agents;
+pub mod audits;
 pub mod conferences;
 mod error;
 pub mod monitor;
@@ -419,6 +420,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .merge(admin::routes())
         .merge(monitor::routes())
         .merge(conferences::routes())
+        .merge(audits::routes())
         .fallback(
             |uri: axum::http::Uri| async move { ApiError::not_found(format!("no route {uri}")) },
         )
