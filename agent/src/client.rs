@@ -226,12 +226,23 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 pub struct Session {
     client: ControllerClient,
     open: Option<(Sender, tokio::task::JoinHandle<()>)>,
+    limit: Duration,
 }
 
 impl Session {
     /// A session with the controller (nothing is opened yet).
     pub fn new(client: ControllerClient) -> Session {
-        Session { client, open: None }
+        Session {
+            client,
+            open: None,
+            limit: CALL_TIMEOUT,
+        }
+    }
+
+    /// The same, with calls allowed `limit` each (a live audit answers in tens of seconds).
+    pub fn with_limit(mut self, limit: Duration) -> Session {
+        self.limit = limit;
+        self
     }
 
     /// Reports this agent's status on the kept connection.
@@ -276,18 +287,19 @@ impl Session {
                 let connected = tokio::time::timeout(CALL_TIMEOUT, self.client.connect()).await;
                 self.open = Some(connected.map_err(|_| ClientError::Timeout(CALL_TIMEOUT))??);
             }
+            let limit = self.limit;
             let Some((sender, _)) = self.open.as_mut() else {
                 continue;
             };
             let sent = tokio::time::timeout(
-                CALL_TIMEOUT,
+                limit,
                 self.client.send(sender, method.clone(), path, body.clone()),
             )
             .await;
             match sent {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(err)) if fresh => return Err(err),
-                Err(_) if fresh => return Err(ClientError::Timeout(CALL_TIMEOUT)),
+                Err(_) if fresh => return Err(ClientError::Timeout(limit)),
                 Ok(Err(_)) | Err(_) => {}
             }
         }

@@ -87,8 +87,75 @@ pub struct Bundle {
     /// How conference media is told apart from other traffic (ports, markings).
     #[serde(default, skip_serializing_if = "ConferenceMedia::is_default")]
     pub conference: ConferenceMedia,
+    /// Probe flows the isolation audit asks this node to send, while one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditOrder>,
     /// One overlay instance per plane the node is on.
     pub planes: Vec<PlaneConfig>,
+}
+
+/// The live isolation audit's request to one node: send these probe flows from its own
+/// zones, once. Each probe carries the audit's number and its flow number in its payload,
+/// so the node where it arrives reports it ([`AuditSeen`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditOrder {
+    /// The audit.
+    pub id: u64,
+    /// What to send.
+    pub probes: Vec<AuditProbe>,
+}
+
+/// One probe flow: a TCP SYN, a UDP datagram or an ICMP echo request from this node's zone
+/// address to another node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditProbe {
+    /// Its number in the audit.
+    pub flow: u32,
+    /// The plane it is sent on.
+    pub plane: Plane,
+    /// The source: an address of this node's zone.
+    pub src: std::net::IpAddr,
+    /// The destination: an address of the other node's zone.
+    pub dst: std::net::IpAddr,
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: topology::policy::Proto,
+    /// The destination port, for TCP and UDP.
+    pub port: Option<u16>,
+}
+
+/// What a node saw of the live audit: whose probes it sent, and the probes that arrived at
+/// its zones (of the newest audit it has seen probes of).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSeen {
+    /// The audit whose probes this node sent last.
+    pub sent: Option<u64>,
+    /// The audit the arrivals belong to.
+    pub arrived_for: Option<u64>,
+    /// Flow numbers that arrived.
+    pub arrived: Vec<u32>,
+}
+
+/// A denied packet as the agent reports it: rate-limited at the filter, the newest kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedRecord {
+    /// Its number at this plane instance: the controller keeps each once.
+    pub seq: u64,
+    /// How long before the status was taken it was denied, in milliseconds.
+    pub ago_ms: u64,
+    /// Source address.
+    pub src: std::net::IpAddr,
+    /// Destination address.
+    pub dst: std::net::IpAddr,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Destination port, for TCP and UDP.
+    pub port: Option<u16>,
+    /// Why, as `policy query` says it.
+    pub reason: String,
+    /// The live audit's (audit, flow) when the packet was one of its probes.
+    pub audit: Option<(u64, u32)>,
 }
 
 /// What verifies peer certificates.
@@ -464,6 +531,9 @@ pub struct Status {
     pub version: u64,
     /// Per plane.
     pub planes: Vec<PlaneStatus>,
+    /// The live isolation audit, when one has touched this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSeen>,
 }
 
 /// One plane instance's state.
@@ -491,7 +561,13 @@ pub struct PlaneStatus {
     pub malformed: u64,
     /// Packets dropped for having no route.
     pub unroutable: u64,
+    /// The newest denied-flow records (at most [`DENIED_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_flows: Vec<DeniedRecord>,
 }
+
+/// How many denied-flow records a plane instance keeps for its reports.
+pub const DENIED_KEPT: usize = 64;
 
 /// Which underlay path carries a peer's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

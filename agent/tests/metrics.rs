@@ -118,6 +118,7 @@ fn status() -> Status {
         denied: vec![("policy".to_owned(), 2), ("no-flow".to_owned(), 1)],
         malformed: 0,
         unroutable: 1,
+        denied_flows: Vec::new(),
     };
     let office = PlaneStatus {
         plane: topology::Plane::Office,
@@ -130,11 +131,13 @@ fn status() -> Status {
         denied: Vec::new(),
         malformed: 2,
         unroutable: 0,
+        denied_flows: Vec::new(),
     };
     Status {
         node: Some(node("dc:14")),
         version: 42,
         planes: vec![business, office],
+        audit: None,
     }
 }
 

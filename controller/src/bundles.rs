@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use agent::control::{
-    BUNDLE_FORMAT, Bundle, FilterSettings, LinkQos, ModelSources, PeerConfig, PeerRole,
+    AuditOrder, BUNDLE_FORMAT, Bundle, FilterSettings, LinkQos, ModelSources, PeerConfig, PeerRole,
     PlaneConfig, ProbeSettings, Trust,
 };
 use agent::model::Model;
@@ -70,6 +70,8 @@ pub struct Roster<'a> {
     children: HashMap<(Plane, NodeId), Vec<NodeId>>,
     /// Conference reservations by sending node and peer, and those links' capacities.
     conferences: (LinkReservations, LinkCapacities),
+    /// The live audit's probes, by sending node, while one runs.
+    audits: HashMap<NodeId, AuditOrder>,
 }
 
 impl<'a> Roster<'a> {
@@ -105,6 +107,7 @@ impl<'a> Roster<'a> {
             enrolled: by_node,
             children,
             conferences: Default::default(),
+            audits: HashMap::new(),
         }
     }
 
@@ -117,6 +120,12 @@ impl<'a> Roster<'a> {
         capacities: LinkCapacities,
     ) -> Roster<'a> {
         self.conferences = (reserved, capacities);
+        self
+    }
+
+    /// The roster with the live audit's probe orders, by sending node.
+    pub fn with_audits(mut self, audits: HashMap<NodeId, AuditOrder>) -> Roster<'a> {
+        self.audits = audits;
         self
     }
 
@@ -184,6 +193,7 @@ impl<'a> Roster<'a> {
             filter: self.filter.clone(),
             model: self.sources.clone(),
             conference: Default::default(),
+            audit: self.audits.get(&node).cloned(),
             planes,
         })
     }
@@ -254,6 +264,7 @@ pub fn content_hash(bundle: &Bundle) -> String {
         filter: bundle.filter.clone(),
         model: bundle.model.clone(),
         conference: bundle.conference.clone(),
+        audit: bundle.audit.clone(),
         planes: bundle.planes.clone(),
     };
     content_digest(&trust_digest(&bundle.trust), &shell)

@@ -693,7 +693,9 @@ pub(crate) mod tests {
                 denied: Vec::new(),
                 malformed: 0,
                 unroutable: 0,
+                denied_flows: Vec::new(),
             }],
+            audit: None,
         }
     }
 

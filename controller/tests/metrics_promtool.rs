@@ -64,7 +64,9 @@ fn status(id: &str, plane: Plane, peers: Vec<PeerStatus>) -> Status {
             denied: Vec::new(),
             malformed: 0,
             unroutable: 0,
+            denied_flows: Vec::new(),
         }],
+        audit: None,
     }
 }
 

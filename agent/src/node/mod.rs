@@ -18,6 +18,7 @@
 //! started by the first packet, not by a timer. (boringtun's `mock-instant` feature would
 //! make its clock a process-wide mock shared by parallel tests, which is worse.)
 
+pub mod audit;
 mod output;
 mod peer;
 mod plane;
@@ -32,7 +33,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use topology::{NodeId, Plane};
 
-use crate::control::{Bundle, Status};
+use crate::control::{AuditOrder, AuditSeen, Bundle, Status};
 use crate::model::Model;
 
 pub use output::{Output, Outputs, Run};
@@ -103,6 +104,10 @@ pub struct Node {
     /// new bundle can be applied in place (see [`Node::reconfigure`]).
     shape: Bundle,
     model: Arc<Model>,
+    /// The live audit's probes to send at the next timeout, and since when.
+    audit_pending: Option<(AuditOrder, Instant)>,
+    /// The audit whose probes were sent last.
+    audit_sent: Option<u64>,
 }
 
 /// What applying a newer bundle did.
@@ -145,6 +150,8 @@ impl Node {
             planes,
             shape: shape(bundle),
             model,
+            audit_pending: bundle.audit.clone().map(|order| (order, now)),
+            audit_sent: None,
         })
     }
 
@@ -182,10 +189,26 @@ impl Node {
                 }
             }
             self.version = bundle.version;
+            self.take_audit(bundle, now);
             return Ok(Reconfigured::Trust(dropped));
         }
+        let sent = self.audit_sent;
         *self = Node::new(bundle, keys, model, now, wall)?;
+        self.audit_sent = sent;
+        self.audit_pending = None;
+        self.take_audit(bundle, now);
         Ok(Reconfigured::Rebuilt)
+    }
+
+    /// Queues the bundle's audit probes, unless they were sent or queued already.
+    fn take_audit(&mut self, bundle: &Bundle, now: Instant) {
+        let Some(order) = &bundle.audit else {
+            return;
+        };
+        let queued = self.audit_pending.as_ref().map(|(o, _)| o.id);
+        if self.audit_sent != Some(order.id) && queued != Some(order.id) {
+            self.audit_pending = Some((order.clone(), now));
+        }
     }
 
     /// The config version running.
@@ -228,6 +251,14 @@ impl Node {
     /// Timers: probes, path probes, WireGuard's own timers, failover. Call at
     /// [`Node::next_timeout`] (or earlier; it is idempotent).
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Outputs) {
+        if let Some((order, _)) = self.audit_pending.take() {
+            for probe in &order.probes {
+                if let Some(packet) = audit::probe_packet(probe, order.id) {
+                    self.handle_local(now, probe.plane, &packet, out);
+                }
+            }
+            self.audit_sent = Some(order.id);
+        }
         for instance in &mut self.planes {
             instance.handle_timeout(now, out);
         }
@@ -235,15 +266,32 @@ impl Node {
 
     /// When [`Node::handle_timeout`] next has something to do.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.planes.iter().filter_map(PlaneNode::next_timeout).min()
+        let audit = self.audit_pending.as_ref().map(|(_, since)| *since);
+        self.planes
+            .iter()
+            .filter_map(PlaneNode::next_timeout)
+            .chain(audit)
+            .min()
     }
 
     /// The state of every plane, peer and filter rule.
     pub fn status(&self, now: Instant) -> Status {
+        let arrivals = self.planes.iter().filter_map(PlaneNode::arrivals);
+        let newest = arrivals.clone().map(|(audit, _)| *audit).max();
+        let arrived: Vec<u32> = arrivals
+            .filter(|(audit, _)| Some(*audit) == newest)
+            .flat_map(|(_, flows)| flows.iter().copied())
+            .collect();
+        let audit = (self.audit_sent.is_some() || newest.is_some()).then_some(AuditSeen {
+            sent: self.audit_sent,
+            arrived_for: newest,
+            arrived,
+        });
         Status {
             node: Some(self.node),
             version: self.version,
             planes: self.planes.iter().map(|p| p.status(now)).collect(),
+            audit,
         }
     }
 
@@ -280,6 +328,7 @@ fn shape(bundle: &Bundle) -> Bundle {
         crls: Vec::new(),
     };
     shape.conference = Default::default();
+    shape.audit = None;
     for plane in &mut shape.planes {
         for peer in &mut plane.peers {
             peer.qos = Default::default();

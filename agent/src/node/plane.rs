@@ -7,7 +7,7 @@
 //! hub (province, ministry) forwards between its children and its uplink through the same
 //! path, so forwarded traffic is filtered at every hop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,8 +22,10 @@ use topology::{NodeId, Plane, Zone};
 use super::peer::{Peer, check_certificate};
 use super::qos::{self, Lane, LinkShaper};
 use super::{NodeError, Outputs};
-use crate::control::{Bundle, PathChoice, PeerHealth, PeerRole, PlaneConfig, PlaneStatus};
-use crate::filter::{Verdict, ZoneFilter};
+use crate::control::{
+    Bundle, DENIED_KEPT, DeniedRecord, PathChoice, PeerHealth, PeerRole, PlaneConfig, PlaneStatus,
+};
+use crate::filter::{DeniedFlow, Verdict, ZoneFilter};
 use crate::model::Model;
 use crate::pathprobe::{self, PathHealth, PathProber};
 use crate::probe::{parse_probe_packet, probe_packet};
@@ -61,7 +63,18 @@ pub struct PlaneNode {
     unroutable: u64,
     next_wireguard_tick: Instant,
     next_limiter_reset: Instant,
+    /// The newest denied-flow records for the reports, numbered.
+    denied_log: VecDeque<Logged>,
+    denied_seq: u64,
+    /// Live-audit probes delivered here: the audit, and its flows.
+    arrivals: Option<(u64, Vec<u32>)>,
 }
+
+/// A denied-flow record as kept: its number, the record, the live audit's flow if a probe.
+type Logged = (u64, DeniedFlow, Option<(u64, u32)>);
+
+/// The most audit flows a plane instance remembers as arrived.
+const ARRIVALS_KEPT: usize = 1 << 16;
 
 impl PlaneNode {
     pub(super) fn new(
@@ -155,6 +168,9 @@ impl PlaneNode {
             unroutable: 0,
             next_wireguard_tick: now,
             next_limiter_reset: now + LIMITER_RESET,
+            denied_log: VecDeque::new(),
+            denied_seq: 0,
+            arrivals: None,
         })
     }
 
@@ -336,8 +352,14 @@ impl PlaneNode {
             }
             return;
         }
+        let probe = super::audit::probe_of(packet);
         match self.route(now, Some(index), packet) {
-            Some(Next::Deliver) => out.commit_deliver(self.plane, len),
+            Some(Next::Deliver) => {
+                if let Some(probe) = probe {
+                    self.arrived(probe);
+                }
+                out.commit_deliver(self.plane, len);
+            }
             Some(Next::Peer(to)) => self.encapsulate(now, to, Cleartext::Decrypted(len), out),
             None => {}
         }
@@ -370,8 +392,44 @@ impl PlaneNode {
         };
         match self.filter.check(now, packet) {
             Verdict::Allow { .. } => Some(next),
-            Verdict::Deny(_) | Verdict::Malformed => None,
+            Verdict::Deny(_) => {
+                self.keep_denied(packet);
+                None
+            }
+            Verdict::Malformed => None,
         }
+    }
+
+    /// Moves the filter's new denied-flow records into the log the reports carry, the
+    /// live audit's flow noted on the record of `packet` when it is a probe.
+    fn keep_denied(&mut self, packet: &[u8]) {
+        let probe = super::audit::probe_of(packet);
+        for record in self.filter.drain_denied() {
+            self.denied_seq += 1;
+            let audit = probe.filter(|_| Tunn::dst_address(packet) == Some(record.dst));
+            self.denied_log.push_back((self.denied_seq, record, audit));
+            if self.denied_log.len() > DENIED_KEPT {
+                self.denied_log.pop_front();
+            }
+        }
+    }
+
+    /// A live-audit probe was delivered here.
+    fn arrived(&mut self, (audit, flow): (u64, u32)) {
+        match &mut self.arrivals {
+            Some((current, flows)) if *current == audit => {
+                if flows.len() < ARRIVALS_KEPT && !flows.contains(&flow) {
+                    flows.push(flow);
+                }
+            }
+            Some((current, _)) if *current > audit => {}
+            _ => self.arrivals = Some((audit, vec![flow])),
+        }
+    }
+
+    /// The live-audit probes delivered here: the newest audit's flows.
+    pub(super) fn arrivals(&self) -> Option<&(u64, Vec<u32>)> {
+        self.arrivals.as_ref()
     }
 
     /// Encrypts a packet into peer `index`'s tunnel, straight into `out`, and sends it on the
@@ -636,6 +694,20 @@ impl PlaneNode {
                 .collect(),
             malformed: self.malformed + self.filter.malformed(),
             unroutable: self.unroutable,
+            denied_flows: self
+                .denied_log
+                .iter()
+                .map(|(seq, record, audit)| DeniedRecord {
+                    seq: *seq,
+                    ago_ms: now.saturating_duration_since(record.at).as_millis() as u64,
+                    src: record.src,
+                    dst: record.dst,
+                    proto: record.proto,
+                    port: record.dst_port,
+                    reason: record.reason.clone(),
+                    audit: *audit,
+                })
+                .collect(),
         }
     }
 

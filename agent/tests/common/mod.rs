@@ -263,6 +263,7 @@ impl Lab {
             filter: FilterSettings::default(),
             model: ModelSources::default(),
             conference: Default::default(),
+            audit: None,
             planes: vec![PlaneConfig {
                 plane: PLANE,
                 listen: member.listen,

@@ -28,6 +28,19 @@ pub(crate) enum AuditCommand {
         /// Audit this many more node pairs, drawn evenly over the network.
         #[arg(long, value_name = "N", default_value_t = 0)]
         scenario_sample: usize,
+        /// Also probe through the agents: asks the running controller at --controller
+        /// (as the operator of --cert and --key: an auditor or an engineer).
+        #[arg(long, requires_all = ["controller", "cert", "key"])]
+        live: bool,
+        /// The running controller's admin API, for --live.
+        #[arg(long, value_name = "ADDR")]
+        controller: Option<std::net::SocketAddr>,
+        /// Your operator certificate (chain), for --live.
+        #[arg(long, value_name = "PEM")]
+        cert: Option<PathBuf>,
+        /// Your operator key, for --live.
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
     },
     /// Print a kept report.
     Report {
@@ -47,6 +60,38 @@ pub(crate) enum AuditCommand {
     },
 }
 
+/// Asks the running controller for a live audit (`POST /v1/audits`) as an operator.
+fn live_run(
+    dir: &Path,
+    controller: std::net::SocketAddr,
+    cert: &Path,
+    key: &Path,
+    scenario_sample: usize,
+) -> Result<audit::Report> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let root_path = dir.join("ca/root.pem");
+    let root = CertificateDer::from_pem_slice(read(&root_path)?.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", root_path.display()))?;
+    let credentials = pki::tls::Credentials::from_pem(&read(cert)?, &read(key)?)
+        .context("the operator certificate and key")?;
+    let tls = pki::tls::controller_client_config(
+        pki::tls::ControllerTrust::Bootstrap(root.into_owned()),
+        Some(credentials),
+    )?;
+    let mut session =
+        agent::client::Session::new(agent::client::ControllerClient::new(controller, tls))
+            .with_limit(std::time::Duration::from_secs(120));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let order = serde_json::json!({ "scenario_sample": scenario_sample, "live": true });
+    let report = runtime.block_on(session.post("/v1/audits", &order))?;
+    Ok(report)
+}
+
 /// Runs an `audit` command.
 pub(crate) fn run(
     command: AuditCommand,
@@ -55,15 +100,29 @@ pub(crate) fn run(
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
     match command {
-        AuditCommand::Run { scenario_sample } => {
-            let store = open(dir)?;
-            let sources = agent::control::ModelSources {
-                policy: store.read(|tx| tx.setting("policy"))?,
-                ..Default::default()
+        AuditCommand::Run {
+            scenario_sample,
+            live,
+            controller,
+            cert,
+            key,
+        } => {
+            let report = match (live, controller, cert, key) {
+                (true, Some(controller), Some(cert), Some(key)) => {
+                    live_run(dir, controller, &cert, &key, scenario_sample)?
+                }
+                _ => {
+                    let store = open(dir)?;
+                    let sources = agent::control::ModelSources {
+                        policy: store.read(|tx| tx.setting("policy"))?,
+                        ..Default::default()
+                    };
+                    let model =
+                        agent::model::Model::load(&sources).context("the model in force")?;
+                    audit::run_and_keep(dir, &model, scenario_sample, &local_user(), now)?.0
+                }
             };
-            let model = agent::model::Model::load(&sources).context("the model in force")?;
-            let (report, path) =
-                audit::run_and_keep(dir, &model, scenario_sample, &local_user(), now)?;
+            let path = audit::reports_dir(dir).join(format!("{}.json", report.id));
             writeln!(
                 out,
                 "audit #{}: {} — {}\npolicy sha256 {}\nplan sha256 {}\nsigned report: {}",
@@ -88,6 +147,9 @@ pub(crate) fn run(
                     f.flow,
                     f.rule.as_deref().unwrap_or("no rule")
                 )?;
+                if let Some(evidence) = &f.evidence {
+                    writeln!(out, "    {evidence}")?;
+                }
             }
             Ok(if report.findings.is_empty() {
                 ExitCode::SUCCESS

@@ -6,8 +6,15 @@
 //! - `GET /v1/audits`: the kept reports' numbers, times and finding counts.
 //! - `GET /v1/audits/latest`: the last report.
 //! - `GET /v1/audits/{id}`: a signed report as kept (what `audit verify` checks).
+//! - `GET /v1/denied`: the agents' denied-flow records, by node, zone pair and time.
+//!
+//! `{"live": true}` also probes through the agents (see [`crate::audit::live`]): the run
+//! answers after the probes were sent, delivered and reported, within seconds.
 
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -17,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{Connection, Need};
 use super::{ApiError, Controller, wall_clock};
+use crate::audit::live::{self, DeniedEntry, DeniedQuery};
 use crate::audit::{self, AuditError, Report, SignedReport};
+use topology::{NodeId, Plane, Policy};
 
 /// The audit routes.
 pub fn routes() -> Router<Arc<Controller>> {
@@ -25,6 +34,147 @@ pub fn routes() -> Router<Arc<Controller>> {
         .route("/v1/audits", get(list).post(run))
         .route("/v1/audits/latest", get(latest))
         .route("/v1/audits/{id}", get(signed))
+        .route("/v1/denied", get(denied))
+}
+
+/// How long the live audit waits for every source agent to confirm it sent its probes.
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(20);
+/// Then how long it waits for the arrivals to be reported (agents report every second or
+/// two).
+pub const SETTLE: Duration = Duration::from_millis(3_000);
+
+/// One audit to run.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRun {
+    /// More node pairs beyond one per tier relation.
+    pub extra_pairs: usize,
+    /// Also probe through the agents.
+    pub live: bool,
+    /// Who asks (`operator:zhaolei`).
+    pub by: String,
+    /// Audit this policy instead of the one in force (tests of policies the checker would
+    /// refuse; the agents still run theirs).
+    pub policy: Option<Policy>,
+}
+
+/// Runs an audit on the running controller: the static audit and, when asked, the live
+/// probes through the agents; signs and keeps the report. One live audit at a time.
+pub async fn run_audit(
+    controller: Arc<Controller>,
+    run: AuditRun,
+) -> Result<(Report, PathBuf), AuditError> {
+    let model = controller.model();
+    let policy = run.policy.clone().unwrap_or_else(|| model.policy.clone());
+    let dir = controller.dir().to_owned();
+    let id = audit::next_id(&dir)?;
+    if run.live && !super::lock(&controller.audit_orders).1.is_empty() {
+        return Err(AuditError::Busy);
+    }
+    let enrolled: HashSet<(Plane, NodeId)> = controller
+        .store
+        .read(|tx| tx.nodes())
+        .map_err(|e| AuditError::Controller(e.to_string()))?
+        .iter()
+        .map(|r| (r.plane, r.node))
+        .collect();
+    // The live pairs first, so a finding's counterexample is one the agents can probe.
+    let live_pairs = if run.live {
+        let nodes: std::collections::BTreeSet<_> = enrolled
+            .iter()
+            .filter_map(|(_, node)| model.network.lookup(node))
+            .collect();
+        live::pairs(
+            &model.network,
+            &nodes.into_iter().collect::<Vec<_>>(),
+            run.extra_pairs,
+        )
+    } else {
+        Vec::new()
+    };
+    let mut pairs = live_pairs.clone();
+    let known: HashSet<_> = pairs.iter().copied().collect();
+    pairs.extend(
+        audit::audited_pairs(&model.network, run.extra_pairs)
+            .into_iter()
+            .filter(|pair| !known.contains(pair)),
+    );
+    let inputs = audit::Inputs {
+        network: &model.network,
+        allocation: &model.allocation,
+        policy: &policy,
+        texts: audit::texts(&model),
+    };
+    let mut report = audit::run(&inputs, &pairs, id, wall_clock(), &run.by);
+    if run.live {
+        let flows = live::plan(&model, &policy, &live_pairs, &enrolled);
+        let checks = live::counterexamples(&model, &report.findings, flows.len() as u32);
+        let all: Vec<live::Flow> = flows
+            .iter()
+            .cloned()
+            .chain(checks.iter().map(|(_, flow)| flow.clone()))
+            .collect();
+        let orders = live::orders(&all, id);
+        let sources: Vec<NodeId> = orders.keys().copied().collect();
+        set_orders(&controller, orders).await?;
+        let begun = tokio::time::Instant::now();
+        while !sources.is_empty() && begun.elapsed() < CONFIRM_WITHIN {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let observed = super::lock(&controller.observations);
+            if sources.iter().all(|node| observed.has_sent(node, id)) {
+                break;
+            }
+        }
+        if !sources.is_empty() {
+            tokio::time::sleep(SETTLE).await;
+        }
+        let waited = begun.elapsed();
+        {
+            let observed = super::lock(&controller.observations);
+            let (summary, found) = live::compare(&flows, id, &observed, waited);
+            for (finding, flow) in &checks {
+                let seen = live::confirmation(flow, id, &observed, waited);
+                if let Some(finding) = report.findings.get_mut(*finding) {
+                    let before = finding.evidence.take().unwrap_or_default();
+                    finding.evidence = Some(format!("{before}; {seen}"));
+                }
+            }
+            report.coverage = format!(
+                "{}; live: {} probe flows from {} agents, {} sent, {} arrived{}",
+                report.coverage,
+                summary.flows,
+                sources.len(),
+                summary.sent,
+                summary.arrived,
+                if summary.silent_sources.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} agents silent", summary.silent_sources.len())
+                }
+            );
+            report.findings.extend(found);
+            report.live = true;
+            report.live_summary = Some(summary);
+        }
+        set_orders(&controller, HashMap::new()).await?;
+    }
+    let path = tokio::task::spawn_blocking(move || {
+        audit::sign_and_keep(&dir, &report).map(|path| (report, path))
+    })
+    .await
+    .map_err(|e| AuditError::Controller(e.to_string()))??;
+    Ok(path)
+}
+
+async fn set_orders(
+    controller: &Arc<Controller>,
+    orders: HashMap<NodeId, agent::control::AuditOrder>,
+) -> Result<(), AuditError> {
+    let controller = Arc::clone(controller);
+    tokio::task::spawn_blocking(move || controller.set_audit_orders(orders, wall_clock()))
+        .await
+        .map_err(|e| AuditError::Controller(e.to_string()))?
+        .map(|_| ())
+        .map_err(|e| AuditError::Controller(e.to_string()))
 }
 
 /// `POST /v1/audits`.
@@ -34,6 +184,9 @@ pub struct AuditOrder {
     /// More node pairs to audit beyond one per tier relation.
     #[serde(default)]
     pub scenario_sample: usize,
+    /// Also send probe flows through the agents and compare.
+    #[serde(default)]
+    pub live: bool,
 }
 
 /// The most extra pairs one request may ask for.
@@ -56,6 +209,7 @@ pub struct ReportSummary {
 fn refused(err: AuditError) -> ApiError {
     match err {
         AuditError::NoSuchReport(_) => ApiError::not_found(err.to_string()),
+        AuditError::Busy => ApiError::new(axum::http::StatusCode::CONFLICT, err.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -76,15 +230,13 @@ async fn run(
             "scenario_sample is at most {MAX_SAMPLE}"
         )));
     }
-    let by = format!("operator:{}", op.login);
-    let model = controller.model();
-    let dir = controller.dir().to_owned();
-    let (report, _) = tokio::task::spawn_blocking(move || {
-        audit::run_and_keep(&dir, &model, order.scenario_sample, &by, wall_clock())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(refused)?;
+    let run = AuditRun {
+        extra_pairs: order.scenario_sample,
+        live: order.live,
+        by: format!("operator:{}", op.login),
+        policy: None,
+    };
+    let (report, _) = run_audit(controller, run).await.map_err(refused)?;
     Ok(Json(report))
 }
 
@@ -128,6 +280,34 @@ async fn signed(
 ) -> Result<Json<SignedReport>, ApiError> {
     connection.operator(Need::Health)?;
     Ok(Json(audit::read(controller.dir(), id).map_err(refused)?))
+}
+
+/// `GET /v1/denied?node=&from_zone=&to_zone=&since=&until=&limit=`: the agents' denied-flow
+/// records, newest first (auditors and engineers).
+async fn denied(
+    State(controller): State<Arc<Controller>>,
+    connection: Connection,
+    query: Result<axum::extract::Query<DeniedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<DeniedEntry>>, ApiError> {
+    connection.operator(Need::Read)?;
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let time = |what: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| {
+                humantime::parse_rfc3339_weak(t)
+                    .map_err(|e| ApiError::bad_request(format!("{what} `{t}`: {e}")))
+            })
+            .transpose()
+    };
+    let (since, until) = (time("since", &query.since)?, time("until", &query.until)?);
+    let observed = super::lock(&controller.observations);
+    Ok(Json(
+        observed
+            .denied(&query, since, until)
+            .into_iter()
+            .cloned()
+            .collect(),
+    ))
 }
 
 /// The report inside a kept file (as this controller signed it; `audit verify` is the

@@ -129,6 +129,11 @@ pub struct Controller {
     /// The underlay devices' state, when the store holds an SNMP inventory.
     pub snmp: Option<crate::snmp::DeviceStates>,
     poller: Mutex<Option<crate::snmp::Poller>>,
+    /// The live isolation audit's probe orders by source node, with their generation (the
+    /// reconciler puts them in those nodes' bundles while an audit runs).
+    pub(crate) audit_orders: Mutex<(u64, HashMap<NodeId, agent::control::AuditOrder>)>,
+    /// What agents reported of live audits, and their denied-flow records.
+    pub observations: Mutex<crate::audit::live::Observations>,
     /// The video-conference bookings: the scheduler, kept in step with the store.
     pub conferences: Mutex<crate::bookings::Desk>,
     /// Operators already recorded in the store (login, role, province), so a connection
@@ -201,6 +206,8 @@ impl Controller {
             poller: Mutex::new(poller),
             operators_seen: Mutex::new(std::collections::HashSet::new()),
             conferences: Mutex::new(conferences),
+            audit_orders: Mutex::new((0, HashMap::new())),
+            observations: Mutex::new(crate::audit::live::Observations::default()),
         });
         controller.reconcile(wall_clock())?;
         Ok(controller)
@@ -521,6 +528,24 @@ impl Controller {
         report: &agent::control::Status,
         now: SystemTime,
     ) -> Result<(), crate::health::HealthError> {
-        lock(&self.health).ingest(node, report, now).map(|_| ())
+        lock(&self.health).ingest(node, report, now)?;
+        let model = self.model();
+        lock(&self.observations).ingest(&model, node, report, now);
+        Ok(())
+    }
+
+    /// Gives the nodes in `orders` their live-audit probes (or, empty, takes them back)
+    /// and pushes the bundles that change.
+    pub fn set_audit_orders(
+        &self,
+        orders: HashMap<NodeId, agent::control::AuditOrder>,
+        now: SystemTime,
+    ) -> Result<usize, ServeError> {
+        {
+            let mut current = lock(&self.audit_orders);
+            current.0 += 1;
+            current.1 = orders;
+        }
+        self.reconcile(now)
     }
 }

@@ -50,6 +50,8 @@ pub(super) struct Fingerprint {
     records: HashMap<(Plane, NodeId), String>,
     /// Each sending node's conference reservations as they were (their digest).
     conferences: HashMap<NodeId, String>,
+    /// The live audit's orders as they were: their generation and the nodes given one.
+    audits: (u64, BTreeSet<NodeId>),
 }
 
 impl Controller {
@@ -83,7 +85,8 @@ impl Controller {
             .map_or(0, |(seq, _)| seq);
         let trust = bundles::trust_section(&self.ca)?;
         let trust_hash = trust_hash(&trust);
-        if last.changes == changes && last.trust == trust_hash {
+        let audits = lock(&self.audit_orders).clone();
+        if last.changes == changes && last.trust == trust_hash && last.audits.0 == audits.0 {
             return Ok(0);
         }
         if last.trust != trust_hash {
@@ -109,8 +112,10 @@ impl Controller {
             crate::conference::enforce::reservations(scheduler, &model.allocation, now)
         };
         let conferences = conference_digests(&reserved, &capacities);
+        let audited: BTreeSet<NodeId> = audits.1.keys().copied().collect();
         let roster = Roster::new(&model, sources, trust, probes, &enrolled)
-            .with_conferences(reserved, capacities);
+            .with_conferences(reserved, capacities)
+            .with_audits(audits.1);
         // Everything when the trust, the policy or the probe settings changed; otherwise
         // the nodes whose enrollment changed, their parents and their children (whose peer
         // lists name them), and the nodes whose conference reservations changed.
@@ -134,6 +139,18 @@ impl Controller {
                 .filter(|node| all.contains(node) && !known.contains(node))
                 .collect();
             targets.extend(changed);
+            // The nodes given a live-audit order, or whose order ended.
+            if last.audits.0 != audits.0 {
+                let known: HashSet<NodeId> = targets.iter().copied().collect();
+                targets.extend(
+                    audited
+                        .iter()
+                        .chain(&last.audits.1)
+                        .filter(|node| all.contains(node) && !known.contains(node))
+                        .copied()
+                        .collect::<BTreeSet<_>>(),
+                );
+            }
             targets
         };
         let updated = self.publish(&roster, &targets, &all, now)?;
@@ -143,6 +160,7 @@ impl Controller {
             globals,
             records,
             conferences,
+            audits: (audits.0, audited),
         };
         if updated > 0 {
             self.generation.send_modify(|g| *g += 1);

@@ -30,6 +30,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub mod live;
+
 use base64::Engine;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -71,6 +73,12 @@ pub enum AuditError {
     /// No report has this number.
     #[error("no audit report {0}")]
     NoSuchReport(u64),
+    /// A live audit is running already.
+    #[error("a live audit is running; try again when it has finished")]
+    Busy,
+    /// The controller could not carry it out.
+    #[error("the controller: {0}")]
+    Controller(String),
 }
 
 /// One thing the audit found wrong, with its counterexample.
@@ -139,8 +147,11 @@ pub struct Report {
     pub relations: usize,
     /// Flows decided: every zone pair of every audited node pair.
     pub flows: u64,
-    /// Whether flows were also probed through the agents (not in this version).
+    /// Whether flows were also probed through the agents.
     pub live: bool,
+    /// What the live probes saw, when there were any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_summary: Option<live::LiveSummary>,
     /// Everything wrong; none means the audit passed.
     pub findings: Vec<Finding>,
     /// The reachability matrix, pair by pair.
@@ -183,8 +194,9 @@ pub fn audited_pairs(network: &Network, extra: usize) -> Vec<(NodeIx, NodeIx)> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     };
+    let wanted = pairs.len() + extra;
     let mut tries = 0;
-    while pairs.len() < seen.len().max(1) + extra && tries < extra * 20 {
+    while pairs.len() < wanted && tries < extra * 20 {
         tries += 1;
         let a = nodes[(next() % nodes.len() as u64) as usize];
         let b = nodes[(next() % nodes.len() as u64) as usize];
@@ -274,6 +286,12 @@ pub fn run(
         })
         .collect();
     let full = network.nodes().len() <= FULL_COVERAGE_NODES;
+    // To the millisecond, as the report writes it: the report read back is this one.
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let at =
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(since_epoch.as_millis() as u64);
     Report {
         document: DOCUMENT.to_owned(),
         version: VERSION,
@@ -298,6 +316,7 @@ pub fn run(
         relations: relations.len(),
         flows,
         live: false,
+        live_summary: None,
         findings,
         matrix,
     }
@@ -417,18 +436,10 @@ impl SignedReport {
     }
 }
 
-/// Runs the static audit of the controller in `dir` on `model` (its current network, plan
-/// and policy), numbers it after the last kept report, signs it with the controller's key
-/// and keeps it: the report and its file.
-pub fn run_and_keep(
-    dir: &Path,
-    model: &agent::model::Model,
-    extra_pairs: usize,
-    by: &str,
-    now: SystemTime,
-) -> Result<(Report, PathBuf), AuditError> {
+/// The texts a model was built from, for the report's hashes: policy, plan, network.
+pub fn texts(model: &agent::model::Model) -> [&str; 3] {
     let sources = model.sources();
-    let texts = [
+    [
         sources
             .policy
             .as_deref()
@@ -441,16 +452,16 @@ pub fn run_and_keep(
             .network
             .as_deref()
             .unwrap_or(topology::network::EMBEDDED_NETWORK_FILE),
-    ];
-    let inputs = Inputs {
-        network: &model.network,
-        allocation: &model.allocation,
-        policy: &model.policy,
-        texts,
-    };
-    let pairs = audited_pairs(&model.network, extra_pairs);
-    let id = report_ids(dir)?.last().map_or(1, |last| last + 1);
-    let report = run(&inputs, &pairs, id, now, by);
+    ]
+}
+
+/// The next report's number at the controller in `dir`.
+pub fn next_id(dir: &Path) -> Result<u64, AuditError> {
+    Ok(report_ids(dir)?.last().map_or(1, |last| last + 1))
+}
+
+/// Signs `report` with the key of the controller in `dir` and keeps it; the file.
+pub fn sign_and_keep(dir: &Path, report: &Report) -> Result<PathBuf, AuditError> {
     let (key_path, chain_path) = crate::server::identity_paths(dir);
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| AuditError::File {
@@ -459,8 +470,29 @@ pub fn run_and_keep(
         })
     };
     let key = pki::PrivateKey::from_pem(&read(&key_path)?).map_err(AuditError::Sign)?;
-    let signed = SignedReport::sign(&report, &key, &read(&chain_path)?)?;
-    let path = keep(dir, id, &signed)?;
+    let signed = SignedReport::sign(report, &key, &read(&chain_path)?)?;
+    keep(dir, report.id, &signed)
+}
+
+/// Runs the static audit of the controller in `dir` on `model` (its current network, plan
+/// and policy), numbers it after the last kept report, signs it with the controller's key
+/// and keeps it: the report and its file.
+pub fn run_and_keep(
+    dir: &Path,
+    model: &agent::model::Model,
+    extra_pairs: usize,
+    by: &str,
+    now: SystemTime,
+) -> Result<(Report, PathBuf), AuditError> {
+    let inputs = Inputs {
+        network: &model.network,
+        allocation: &model.allocation,
+        policy: &model.policy,
+        texts: texts(model),
+    };
+    let pairs = audited_pairs(&model.network, extra_pairs);
+    let report = run(&inputs, &pairs, next_id(dir)?, now, by);
+    let path = sign_and_keep(dir, &report)?;
     Ok((report, path))
 }
 
