@@ -162,6 +162,44 @@ async fn live_probes_match_the_static_audit_and_confirm_its_counterexamples() {
         "a sibling city of the lab: {finding:?}"
     );
 
+    // The agents still run the leaky policy; audited against the national one, the probes
+    // that get through though it denies them are the live audit's own findings.
+    let strict = Model::load(&ModelSources::default())
+        .unwrap()
+        .policy
+        .clone();
+    let differs = audit(
+        &mut lab,
+        AuditRun {
+            policy: Some(strict),
+            ..live("netlab")
+        },
+    )
+    .await;
+    let arrived: Vec<_> = differs
+        .findings
+        .iter()
+        .filter(|f| f.kind == "live-denied-but-arrived")
+        .collect();
+    assert!(!arrived.is_empty(), "{:#?}", differs.findings);
+    for finding in &arrived {
+        assert!(
+            finding.destination.ends_with("business:production"),
+            "{finding:?}"
+        );
+        assert_eq!(finding.flow, "tcp/1521");
+        let evidence = finding.evidence.as_deref().unwrap();
+        assert!(evidence.contains("'s agent delivered it"), "{evidence}");
+    }
+    assert!(
+        differs
+            .findings
+            .iter()
+            .all(|f| f.kind == "live-denied-but-arrived"),
+        "nothing else differs: {:#?}",
+        differs.findings
+    );
+
     // A rule bridging planes, injected below the checker: found statically; live, its probe
     // is not delivered: the overlays do not route to each other.
     let bridge = Rule {

@@ -530,3 +530,141 @@ pub fn compare(
     summary.silent_sources = silent.into_iter().collect();
     (summary, findings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent::control::{AuditSeen, DeniedRecord, ModelSources, PlaneStatus};
+
+    fn status(node: &str, seqs: &[u64], audit: Option<AuditSeen>) -> Status {
+        let model = Model::load(&ModelSources::default()).unwrap();
+        let ix = |id: &str| model.network.lookup(&id.parse().unwrap()).unwrap();
+        let address = |id: &str, zone: Zone| {
+            model
+                .allocation
+                .overlay_addresses(Plane::Business, ix(id))
+                .into_iter()
+                .find_map(|(z, a)| (z == zone).then_some(a))
+                .unwrap()
+        };
+        Status {
+            node: Some(node.parse().unwrap()),
+            version: 1,
+            planes: vec![PlaneStatus {
+                plane: Plane::Business,
+                listen: "192.0.2.1:51820".parse().unwrap(),
+                public_key: pki::WireGuardKey([1; 32]),
+                peers: Vec::new(),
+                refused: Vec::new(),
+                rules: Vec::new(),
+                default_denied: 0,
+                denied: Vec::new(),
+                malformed: 0,
+                unroutable: 0,
+                denied_flows: seqs
+                    .iter()
+                    .map(|&seq| DeniedRecord {
+                        seq,
+                        ago_ms: 1_000 * (10 - seq),
+                        src: address("dc:1401", Zone::Exchange),
+                        dst: address(
+                            "dc:1402",
+                            if seq % 2 == 0 {
+                                Zone::Production
+                            } else {
+                                Zone::Mgmt
+                            },
+                        ),
+                        proto: 6,
+                        port: Some(1521),
+                        reason: "default deny".into(),
+                        audit: None,
+                    })
+                    .collect(),
+            }],
+            audit,
+        }
+    }
+
+    #[test]
+    fn denied_records_are_kept_once_and_found_by_node_zone_pair_and_time() {
+        let model = Model::load(&ModelSources::default()).unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_759_200);
+        let mut seen = Observations::default();
+        seen.ingest(
+            &model,
+            "dc:1402".parse().unwrap(),
+            &status("dc:1402", &[1, 2, 3], None),
+            t0,
+        );
+        // The next report repeats the newest records: each is kept once.
+        seen.ingest(
+            &model,
+            "dc:1402".parse().unwrap(),
+            &status("dc:1402", &[2, 3, 4], None),
+            t0,
+        );
+        let all = seen.denied(&DeniedQuery::default(), None, None);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].port, Some(1521), "newest first");
+        let into_production = DeniedQuery {
+            from_zone: Some(Zone::Exchange),
+            to_zone: Some(Zone::Production),
+            ..DeniedQuery::default()
+        };
+        let found = seen.denied(&into_production, None, None);
+        assert_eq!(found.len(), 2, "records 2 and 4");
+        assert!(
+            found
+                .iter()
+                .all(|d| d.to.map(|(n, _)| n.to_string()) == Some("dc:1402".into()))
+        );
+        let by_node = DeniedQuery {
+            node: Some("dc:1401".parse().unwrap()),
+            ..DeniedQuery::default()
+        };
+        assert_eq!(
+            seen.denied(&by_node, None, None).len(),
+            4,
+            "a source is a node the record touches"
+        );
+        let other = DeniedQuery {
+            node: Some("dc:13".parse().unwrap()),
+            ..DeniedQuery::default()
+        };
+        assert!(seen.denied(&other, None, None).is_empty());
+        // Record n was denied (10 - n) s before its report at t0.
+        let recent = seen.denied(
+            &DeniedQuery::default(),
+            Some(t0 - Duration::from_secs(7)),
+            None,
+        );
+        assert_eq!(recent.len(), 2, "records 3 and 4");
+        let limited = DeniedQuery {
+            limit: Some(1),
+            ..DeniedQuery::default()
+        };
+        assert_eq!(seen.denied(&limited, None, None).len(), 1);
+        // Arrivals of a newer audit replace the older ones.
+        let arrived = |audit, flows: Vec<u32>| AuditSeen {
+            sent: None,
+            arrived_for: Some(audit),
+            arrived: flows,
+        };
+        let node: NodeId = "dc:14".parse().unwrap();
+        seen.ingest(
+            &model,
+            node,
+            &status("dc:14", &[], Some(arrived(1, vec![3, 4]))),
+            t0,
+        );
+        assert!(seen.arrived(&node, 1, 4));
+        seen.ingest(
+            &model,
+            node,
+            &status("dc:14", &[], Some(arrived(2, vec![9]))),
+            t0,
+        );
+        assert!(!seen.arrived(&node, 1, 4) && seen.arrived(&node, 2, 9));
+    }
+}
