@@ -1,7 +1,8 @@
 //! The dashboard end to end: the real `jinbao-tui` binary in a tmux pane, logged in with a
 //! noc operator's certificate to the real controller of a three-node lab. The test cuts
 //! Taiyuan's uplink (both underlay paths) and reads the pane until the dashboard shows that
-//! link down; then `q` must leave the dashboard.
+//! link down; then an isolation audit is run and `:audit` shows it; then `q` must leave the
+//! dashboard.
 //!
 //! Needs tmux (installed through `scripts/setup.sh tmux` where missing); skips, saying why,
 //! where it cannot be had. The tmux server runs on a socket of its own and is killed at the
@@ -184,13 +185,41 @@ async fn the_dashboard_shows_a_cut_link_down() {
     lab.set_path(id("dc:1401"), PathChoice::Backup, false)
         .unwrap();
     let cut = Instant::now();
-    let (after, pane) = wait_for_row(&mut lab, &tmux, "dc:1401", "▼ down").await;
+    let (after, mut pane) = wait_for_row(&mut lab, &tmux, "dc:1401", "▼ down").await;
     let after = after.unwrap_or_else(|| panic!("the dashboard never showed dc:1401 down:\n{pane}"));
     eprintln!(
         "dc:1401 shown down {:.1?} after the cut:\n{after}",
         cut.elapsed()
     );
     assert!(pane.contains("▼ 1 down"), "the counts say so too:\n{pane}");
+
+    // An isolation audit run now is what the audit view shows.
+    let controller = lab.running_controller().unwrap();
+    let run = controller::server::audits::AuditRun {
+        by: "netlab".into(),
+        ..Default::default()
+    };
+    let (report, _) = controller::server::audits::run_audit(controller, run)
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty());
+    let jumped = tmux
+        .command()
+        .args(["send-keys", "-t", "dashboard", ":audit", "Enter"])
+        .status()
+        .unwrap();
+    assert!(jumped.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(pane.contains("isolation audit #1") && pane.contains("PASSED"))
+        && Instant::now() < deadline
+    {
+        lab.run_for(Duration::from_millis(200)).await;
+        pane = tmux.pane();
+    }
+    assert!(
+        pane.contains("isolation audit #1") && pane.contains("PASSED"),
+        "{pane}"
+    );
 
     // q leaves the dashboard (the pane's command ends, so its session does).
     let sent = tmux

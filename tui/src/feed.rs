@@ -103,58 +103,11 @@ fn ordered(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
     if a <= b { (a, b) } else { (b, a) }
 }
 
-/// The summary of an isolation audit (`GET /v1/audits/latest`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Audit {
-    /// The audit's number.
-    #[serde(default)]
-    pub id: u64,
-    /// When it ran.
-    #[serde(default, with = "optional_time")]
-    pub at: Option<SystemTime>,
-    /// Who ran it.
-    #[serde(default)]
-    pub by: String,
-    /// The policy it checked, by hash.
-    #[serde(default)]
-    pub policy_hash: String,
-    /// The plan it checked, by hash.
-    #[serde(default)]
-    pub plan_hash: String,
-    /// What the live part covered, in words (`412 node pairs, every tier relation`).
-    #[serde(default)]
-    pub coverage: String,
-    /// Flows probed live.
-    #[serde(default)]
-    pub flows: u64,
-    /// Everything wrong it found; none means the audit passed.
-    #[serde(default)]
-    pub findings: Vec<Finding>,
-}
+/// The last isolation audit's report (`GET /v1/audits/latest`).
+pub type Audit = controller::audit::Report;
 
-/// One thing an audit found wrong.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    /// Which invariant or which difference (`plane-bridged`, `production-exposed`,
-    /// `observed-differs`…).
-    #[serde(default)]
-    pub kind: String,
-    /// The flow's source (node and zone).
-    #[serde(default)]
-    pub source: String,
-    /// The flow's destination.
-    #[serde(default)]
-    pub destination: String,
-    /// Protocol and port (`tcp/1521`).
-    #[serde(default)]
-    pub flow: String,
-    /// The policy rule that allows it (file and line), if one does.
-    #[serde(default)]
-    pub rule: Option<String>,
-    /// What was observed, with which agent and counter.
-    #[serde(default)]
-    pub evidence: Option<String>,
-}
+/// One thing an audit found wrong, with its counterexample and evidence.
+pub type Finding = controller::audit::Finding;
 
 /// Whether the controller answers, and how old the data is.
 #[derive(Debug, Clone, Default)]
@@ -222,26 +175,6 @@ impl Names {
             return "人社部";
         }
         self.0.get(&node.code()).map_or("", String::as_str)
-    }
-}
-
-/// `Option<SystemTime>` as RFC 3339 text or null.
-mod optional_time {
-    use std::time::SystemTime;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        match at {
-            Some(at) => controller::health::rfc3339::serialize(at, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|text| humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
 

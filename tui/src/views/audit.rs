@@ -78,25 +78,17 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, app: &App) {
         )),
         top,
     );
-    let when = audit.at.map_or("—".to_owned(), |at| {
-        date_time(at, app.settings.utc_offset_hours)
-    });
+    let when = date_time(audit.at, app.settings.utc_offset_hours);
     let mut lines = vec![
+        Line::raw(format!(" run {when} by {}", audit.by)),
         Line::raw(format!(
-            " run {when} by {}",
-            if audit.by.is_empty() {
-                "—"
-            } else {
-                &audit.by
-            }
-        )),
-        Line::raw(format!(
-            " policy {}  plan {}",
+            " policy {} (sha256 {})  plan sha256 {}",
+            audit.policy,
             short_hash(&audit.policy_hash),
             short_hash(&audit.plan_hash)
         )),
         Line::raw(format!(
-            " coverage: {} · {} flows probed",
+            " coverage: {} · {} flows decided",
             audit.coverage, audit.flows
         )),
         Line::raw(""),
