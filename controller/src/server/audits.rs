@@ -43,6 +43,10 @@ pub const CONFIRM_WITHIN: Duration = Duration::from_secs(20);
 /// two).
 pub const SETTLE: Duration = Duration::from_millis(3_000);
 
+/// The most probe flows one live audit sends: each source's share travels in its bundle,
+/// which agents take up to 1 MiB.
+pub const MAX_LIVE_FLOWS: usize = 5_000;
+
 /// One audit to run.
 #[derive(Debug, Clone, Default)]
 pub struct AuditRun {
@@ -106,7 +110,9 @@ pub async fn run_audit(
     };
     let mut report = audit::run(&inputs, &pairs, id, wall_clock(), &run.by);
     if run.live {
-        let flows = live::plan(&model, &policy, &live_pairs, &enrolled);
+        let mut flows = live::plan(&model, &policy, &live_pairs, &enrolled);
+        let planned = flows.len();
+        flows.truncate(MAX_LIVE_FLOWS);
         let checks = live::counterexamples(&model, &report.findings, flows.len() as u32);
         let all: Vec<live::Flow> = flows
             .iter()
@@ -139,9 +145,14 @@ pub async fn run_audit(
                 }
             }
             report.coverage = format!(
-                "{}; live: {} probe flows from {} agents, {} sent, {} arrived{}",
+                "{}; live: {} probe flows{} from {} agents, {} sent, {} arrived{}",
                 report.coverage,
                 summary.flows,
+                if planned > summary.flows {
+                    format!(" (the first of {planned} planned)")
+                } else {
+                    String::new()
+                },
                 sources.len(),
                 summary.sent,
                 summary.arrived,
