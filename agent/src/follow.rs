@@ -186,8 +186,9 @@ impl AgentDir {
             .collect()
     }
 
-    /// Keeps a signed bundle as the last good one.
-    fn keep(&self, signed: &SignedBundle) -> Result<(), FollowError> {
+    /// Keeps a signed bundle as the last good one: what the agent starts from when it
+    /// restarts without a controller. Whoever runs a core on a bundle keeps it first.
+    pub fn keep(&self, signed: &SignedBundle) -> Result<(), FollowError> {
         let text = serde_json::to_string_pretty(signed).map_err(|e| FollowError::File {
             path: self.bundle_path(),
             reason: e.to_string(),

@@ -470,6 +470,7 @@ impl Lab {
         let root = rustls_pki_types::CertificateDer::from_pem_slice(self.root_pem.as_bytes())
             .map_err(|e| LabError::Controller(format!("the root: {e}")))?;
         let wall = wall_clock();
+        let mut kept = tokio::task::JoinSet::new();
         for i in 0..self.members.len() {
             let id = self.members[i].id;
             let current = controller.current(&id).ok_or_else(|| LabError::Agent {
@@ -483,7 +484,21 @@ impl Lab {
                     node: id,
                     reason: e.to_string(),
                 })?;
+            // Kept as the agent's last good bundle, as its follower would keep it: a node
+            // restarted later starts from the bundle it ran, not the one it enrolled with
+            // (which may predate its parent's enrollment and name no uplink). The writes
+            // (each synced) run beside the cores' start.
+            let (dir, signed) = (self.members[i].dir.clone(), current.signed.clone());
+            kept.spawn_blocking(move || {
+                dir.keep(&signed).map_err(|e| LabError::Agent {
+                    node: id,
+                    reason: e.to_string(),
+                })
+            });
             self.start_member(i, bundle)?;
+        }
+        while let Some(done) = kept.join_next().await {
+            done.map_err(|e| LabError::Controller(e.to_string()))??;
         }
         Ok(())
     }
