@@ -220,6 +220,56 @@ impl ControllerClient {
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// Why an operator's login files do not make a session.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// A file cannot be read, or is not what it should be.
+    #[error("{path}: {why}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The certificate and key do not make a TLS identity.
+    #[error("the operator certificate and key do not make a TLS identity: {0}")]
+    Identity(String),
+}
+
+/// A session with the controller's admin API as an operator: `root` is the national root
+/// the controller chains to, `certificate` and `key` the operator's (what `jinbao-controller
+/// cert issue` and `cert request` made). What the dashboard and `audit run --live` log in
+/// with.
+pub fn operator_session(
+    controller: SocketAddr,
+    root: &std::path::Path,
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Session, LoginError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| LoginError::File {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })
+    };
+    let root_pem = read(root)?;
+    let root_der =
+        CertificateDer::from_pem_slice(root_pem.as_bytes()).map_err(|e| LoginError::File {
+            path: root.display().to_string(),
+            why: format!("not a PEM certificate: {e}"),
+        })?;
+    let credentials = pki::tls::Credentials::from_pem(&read(certificate)?, &read(key)?)
+        .map_err(|e| LoginError::Identity(e.to_string()))?;
+    let tls = pki::tls::controller_client_config(
+        pki::tls::ControllerTrust::Bootstrap(root_der),
+        Some(credentials),
+    )
+    .map_err(|e| LoginError::Identity(e.to_string()))?;
+    Ok(Session::new(ControllerClient::new(controller, tls)))
+}
+
 /// A connection kept open for repeated calls — health reports every second or so — so they
 /// cost one TLS handshake, not one each. Reopened when it fails (the controller restarted);
 /// the controller re-checks the certificate on a kept connection whenever its CRLs change.

@@ -8,29 +8,18 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use agent::client::{ClientError, ControllerClient, Session};
+use agent::client::{ClientError, LoginError, Session};
 use controller::alerts::{AlertChange, AlertId};
 use controller::health::LinkKey;
-use pki::tls::{ControllerTrust, Credentials, controller_client_config};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 use crate::feed::{LinkHistory, Snapshot};
 
 /// Why the dashboard cannot talk to the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// A file of the operator's identity cannot be read.
-    #[error("{path}: {why}")]
-    File {
-        /// The file.
-        path: String,
-        /// Why.
-        why: String,
-    },
-    /// The TLS configuration cannot be built from them.
-    #[error("the operator certificate and key do not make a TLS identity: {0}")]
-    Identity(String),
+    /// The operator's login files do not make a session.
+    #[error(transparent)]
+    Login(#[from] LoginError),
     /// A call failed.
     #[error("{path}: {source}")]
     Call {
@@ -49,23 +38,12 @@ pub fn connect(
     certificate: &Path,
     key: &Path,
 ) -> Result<Session, FetchError> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|e| FetchError::File {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })
-    };
-    let root_pem = read(root)?;
-    let root =
-        CertificateDer::from_pem_slice(root_pem.as_bytes()).map_err(|e| FetchError::File {
-            path: root.display().to_string(),
-            why: format!("not a PEM certificate: {e}"),
-        })?;
-    let credentials = Credentials::from_pem(&read(certificate)?, &read(key)?)
-        .map_err(|e| FetchError::Identity(e.to_string()))?;
-    let tls = controller_client_config(ControllerTrust::Bootstrap(root), Some(credentials))
-        .map_err(|e| FetchError::Identity(e.to_string()))?;
-    Ok(Session::new(ControllerClient::new(controller, tls)))
+    Ok(agent::client::operator_session(
+        controller,
+        root,
+        certificate,
+        key,
+    )?)
 }
 
 /// Everything the views show, and the history of `watched` when a link is open.

@@ -332,8 +332,9 @@ pub struct DeniedQuery {
 pub struct Observations {
     sent: HashMap<NodeId, u64>,
     arrived: HashMap<NodeId, (u64, BTreeSet<u32>)>,
-    /// When each node's arrivals for its newest audit were last reported.
+    /// The denied-flow records, oldest first (at most [`DENIED_RECORDS`]).
     denied: VecDeque<DeniedEntry>,
+    /// The newest record number seen per agent and plane: each record is kept once.
     last_seq: HashMap<(NodeId, Plane), u64>,
 }
 
@@ -362,15 +363,13 @@ impl Observations {
                 .get(&(node, plane.plane))
                 .copied()
                 .unwrap_or(0);
+            let newest = plane.denied_flows.iter().map(|r| r.seq).max();
             // A restarted agent numbers from 1 again: then everything it sends is new.
-            let restarted = plane.denied_flows.iter().all(|r| r.seq < last)
-                && plane
-                    .denied_flows
-                    .iter()
-                    .map(|r| r.seq)
-                    .max()
-                    .is_some_and(|m| m + (DENIED_KEPT as u64) < last);
-            let floor = if restarted { 0 } else { last };
+            let floor = if newest.is_some_and(|n| n < last) {
+                0
+            } else {
+                last
+            };
             for record in plane.denied_flows.iter().filter(|r| r.seq > floor) {
                 self.denied.push_back(DeniedEntry {
                     node,
@@ -391,8 +390,8 @@ impl Observations {
                     self.denied.pop_front();
                 }
             }
-            if let Some(max) = plane.denied_flows.iter().map(|r| r.seq).max() {
-                self.last_seq.insert((node, plane.plane), max);
+            if let Some(newest) = newest {
+                self.last_seq.insert((node, plane.plane), newest);
             }
         }
     }
@@ -534,7 +533,7 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent::control::{AuditSeen, DeniedRecord, ModelSources, PlaneStatus};
+    use agent::control::{AuditSeen, DeniedRecord, ModelSources};
 
     fn status(node: &str, seqs: &[u64], audit: Option<AuditSeen>) -> Status {
         let model = Model::load(&ModelSources::default()).unwrap();
@@ -547,43 +546,29 @@ mod tests {
                 .find_map(|(z, a)| (z == zone).then_some(a))
                 .unwrap()
         };
-        Status {
-            node: Some(node.parse().unwrap()),
-            version: 1,
-            planes: vec![PlaneStatus {
-                plane: Plane::Business,
-                listen: "192.0.2.1:51820".parse().unwrap(),
-                public_key: pki::WireGuardKey([1; 32]),
-                peers: Vec::new(),
-                refused: Vec::new(),
-                rules: Vec::new(),
-                default_denied: 0,
-                denied: Vec::new(),
-                malformed: 0,
-                unroutable: 0,
-                denied_flows: seqs
-                    .iter()
-                    .map(|&seq| DeniedRecord {
-                        seq,
-                        ago_ms: 1_000 * (10 - seq),
-                        src: address("dc:1401", Zone::Exchange),
-                        dst: address(
-                            "dc:1402",
-                            if seq % 2 == 0 {
-                                Zone::Production
-                            } else {
-                                Zone::Mgmt
-                            },
-                        ),
-                        proto: 6,
-                        port: Some(1521),
-                        reason: "default deny".into(),
-                        audit: None,
-                    })
-                    .collect(),
-            }],
-            audit,
-        }
+        let mut status = crate::health::tests::status(node, Vec::new());
+        status.planes[0].denied_flows = seqs
+            .iter()
+            .map(|&seq| DeniedRecord {
+                seq,
+                ago_ms: 1_000 * (10 - seq),
+                src: address("dc:1401", Zone::Exchange),
+                dst: address(
+                    "dc:1402",
+                    if seq % 2 == 0 {
+                        Zone::Production
+                    } else {
+                        Zone::Mgmt
+                    },
+                ),
+                proto: 6,
+                port: Some(1521),
+                reason: "default deny".into(),
+                audit: None,
+            })
+            .collect();
+        status.audit = audit;
+        status
     }
 
     #[test]
@@ -640,6 +625,9 @@ mod tests {
             None,
         );
         assert_eq!(recent.len(), 2, "records 3 and 4");
+        // A restarted agent numbers from 1 again: its records are new.
+        seen.ingest(&model, "dc:1402".parse().unwrap(), &status("dc:1402", &[1], None), t0);
+        assert_eq!(seen.denied(&DeniedQuery::default(), None, None).len(), 5);
         let limited = DeniedQuery {
             limit: Some(1),
             ..DeniedQuery::default()

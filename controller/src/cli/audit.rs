@@ -68,20 +68,8 @@ fn live_run(
     key: &Path,
     scenario_sample: usize,
 ) -> Result<audit::Report> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let root_path = dir.join("ca/root.pem");
-    let root = CertificateDer::from_pem_slice(read(&root_path)?.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", root_path.display()))?;
-    let credentials = pki::tls::Credentials::from_pem(&read(cert)?, &read(key)?)
-        .context("the operator certificate and key")?;
-    let tls = pki::tls::controller_client_config(
-        pki::tls::ControllerTrust::Bootstrap(root.into_owned()),
-        Some(credentials),
-    )?;
     let mut session =
-        agent::client::Session::new(agent::client::ControllerClient::new(controller, tls))
+        agent::client::operator_session(controller, &dir.join("ca/root.pem"), cert, key)?
             .with_limit(std::time::Duration::from_secs(120));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
