@@ -626,7 +626,12 @@ mod tests {
         );
         assert_eq!(recent.len(), 2, "records 3 and 4");
         // A restarted agent numbers from 1 again: its records are new.
-        seen.ingest(&model, "dc:1402".parse().unwrap(), &status("dc:1402", &[1], None), t0);
+        seen.ingest(
+            &model,
+            "dc:1402".parse().unwrap(),
+            &status("dc:1402", &[1], None),
+            t0,
+        );
         assert_eq!(seen.denied(&DeniedQuery::default(), None, None).len(), 5);
         let limited = DeniedQuery {
             limit: Some(1),
